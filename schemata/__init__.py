@@ -1,0 +1,48 @@
+"""PostgreSQL schema multi-tenancy for Django: one database alias per schema."""
+
+from __future__ import annotations
+
+from schemata.databases import Schema, expand_databases
+from schemata.exceptions import (
+    NoActiveSchema,
+    SchemataError,
+    SchemaUnavailable,
+    TransactionMismatch,
+    UnknownSchema,
+)
+from schemata.state import (
+    activate,
+    deactivate,
+    get_current_schema,
+    get_schema,
+    override,
+    reset,
+)
+
+__all__ = [
+    "NoActiveSchema",
+    "Schema",
+    "SchemaUnavailable",
+    "SchemataError",
+    "TransactionMismatch",
+    "UnknownSchema",
+    "activate",
+    "atomic",
+    "deactivate",
+    "expand_databases",
+    "get_connection",
+    "get_current_schema",
+    "get_schema",
+    "on_commit",
+    "override",
+    "reset",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The transaction helpers import django.db, which a settings module must not trigger.
+    if name in {"atomic", "get_connection", "on_commit"}:
+        from schemata import transaction
+
+        return getattr(transaction, name)
+    raise AttributeError(f"module 'schemata' has no attribute {name!r}")

@@ -1,0 +1,47 @@
+"""Every ``SCHEMATA_*`` setting, read live from ``django.conf.settings`` in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from schemata.databases import SchemataDatabases
+
+
+class Settings:
+    @property
+    def databases(self) -> SchemataDatabases:
+        """``DATABASES``, which must come from ``expand_databases()``."""
+        from schemata.databases import SchemataDatabases
+
+        databases = settings.DATABASES
+        if not isinstance(databases, SchemataDatabases):
+            raise ImproperlyConfigured(
+                "DATABASES was not built by schemata.expand_databases(): set "
+                "DATABASES = expand_databases({'default': ...}, SCHEMATA_DOMAINS)."
+            )
+        return databases
+
+    @property
+    def DOMAINS(self) -> Mapping[str, Any] | None:
+        return getattr(settings, "SCHEMATA_DOMAINS", None)  # type: ignore[no-any-return]
+
+    @property
+    def STRICT(self) -> bool:
+        return bool(getattr(settings, "SCHEMATA_STRICT", False))
+
+    @property
+    def FALLBACK_SCHEMA(self) -> str | None:
+        return getattr(settings, "SCHEMATA_FALLBACK_SCHEMA", None)  # type: ignore[no-any-return]
+
+    @property
+    def ATOMIC_GUARD(self) -> bool:
+        value = getattr(settings, "SCHEMATA_ATOMIC_GUARD", None)
+        return bool(settings.DEBUG if value is None else value)
+
+
+conf = Settings()

@@ -1,0 +1,121 @@
+"""Per-thread bookkeeping of schema connections, and the checks made on each of them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.local import Local
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.utils import ConnectionHandler
+
+from schemata.conf import conf
+from schemata.databases import SchemataDatabases
+from schemata.exceptions import SchemaUnavailable, TransactionMismatch
+
+
+class SchemataConnectionHandler(ConnectionHandler):
+    """``django.db.connections``, aware of the schema aliases that ``DATABASES`` does not list.
+
+    Django finds open connections by walking every configured alias (three times per
+    request). Schema aliases are not listed, so this handler remembers, per thread, the ones
+    it created a connection object for, and ``all()`` returns those as well.
+    """
+
+    _schemata_local: Local
+
+    def _schema_aliases(self) -> dict[str, None]:
+        try:
+            return self._schemata_local.aliases  # type: ignore[no-any-return]
+        except AttributeError:
+            self._schemata_local.aliases = aliases = {}
+            return aliases
+
+    def _is_schema_alias(self, alias: str) -> bool:
+        databases = self.settings
+        return isinstance(databases, SchemataDatabases) and alias in databases.schemas
+
+    def create_connection(self, alias: str) -> BaseDatabaseWrapper:
+        conn = super().create_connection(alias)
+        if self._is_schema_alias(alias):
+            self._schema_aliases()[alias] = None
+            if conf.ATOMIC_GUARD:
+                conn.execute_wrappers.append(_atomic_guard)
+        return conn
+
+    def __setitem__(self, alias: str, conn: BaseDatabaseWrapper) -> None:
+        super().__setitem__(alias, conn)
+        if self._is_schema_alias(alias):
+            self._schema_aliases()[alias] = None
+
+    def __delitem__(self, alias: str) -> None:
+        super().__delitem__(alias)
+        self._schema_aliases().pop(alias, None)
+
+    def all(self, initialized_only: bool = False) -> list[BaseDatabaseWrapper]:
+        conns = super().all(initialized_only=initialized_only)
+        return conns + [self[alias] for alias in list(self._schema_aliases())]
+
+    def release_idle(self) -> None:
+        """Forget this thread's schema connection objects that hold no open connection."""
+        for alias in list(self._schema_aliases()):
+            conn = self[alias]
+            # Keep anything a caller still holds on to: a transaction, a query capture, an
+            # execute wrapper of their own.
+            if (
+                conn.connection is None
+                and not conn.in_atomic_block
+                and not conn.force_debug_cursor
+                and all(wrapper is _atomic_guard for wrapper in conn.execute_wrappers)
+            ):
+                del self[alias]
+
+
+def install() -> None:
+    """Give ``django.db.connections`` the schema-aware behaviour (idempotent)."""
+    if not isinstance(connections, SchemataConnectionHandler):
+        # Every module holds this very object (`from django.db import connections`), so it
+        # is given the subclass in place rather than replaced.
+        connections._schemata_local = Local(connections.thread_critical)  # type: ignore[attr-defined]
+        connections.__class__ = SchemataConnectionHandler
+
+
+def release_idle_connections(**kwargs: Any) -> None:
+    """``request_finished`` receiver: runs after Django's ``close_old_connections``."""
+    if isinstance(connections, SchemataConnectionHandler):
+        connections.release_idle()
+
+
+def verify_search_path(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """``connection_created`` receiver: refuse a schema connection whose schema is not there."""
+    schema = conf.databases.schemas.get(connection.alias)
+    if schema is None:
+        return
+    # The raw connection: this check is neither logged as a query nor guarded.
+    row = connection.connection.execute("SELECT current_schema()").fetchone()
+    current = row[0] if row else None
+    if current != schema.name:
+        connection.close()
+        raise SchemaUnavailable(
+            f"The schema {schema.name!r} (database alias {connection.alias!r}) does not exist "
+            f"in database {connection.settings_dict['NAME']!r} or its role may not use it "
+            f"(current_schema() is {current!r}). Create it with "
+            f"'python manage.py manage_schemata', or grant USAGE on it."
+        )
+
+
+def _atomic_guard(
+    execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    conn = context["connection"]
+    if not conn.in_atomic_block:
+        base = conf.databases.schemas[conn.alias].base
+        if connections[base].in_atomic_block:
+            raise TransactionMismatch(
+                f"A query on schema {conn.alias!r} ran in autocommit while "
+                f"transaction.atomic() is open on {base!r}, so it would not be rolled back "
+                f"with it. Use schemata.atomic() (or transaction.atomic(using=...)) for schema "
+                f"data. Set SCHEMATA_ATOMIC_GUARD = False to allow this."
+            )
+    return execute(sql, params, many, context)

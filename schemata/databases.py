@@ -1,0 +1,175 @@
+"""The settings helper: one database alias per schema, built from ``SCHEMATA_DOMAINS``."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+DEFAULT_BASE = "default"
+SCHEMA_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
+RESERVED_SCHEMAS = frozenset({"public", "information_schema"})
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A tenant schema: its name, its database alias, its domains and the user's config."""
+
+    name: str
+    alias: str
+    domains: tuple[str, ...]
+    config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    base: str = DEFAULT_BASE
+
+
+def normalize_host(host: str) -> str:
+    """Lower-case ``host`` and drop its port and trailing dot, as a request's host is matched."""
+    host = host.strip().lower()
+    if host.startswith("["):  # bracketed IPv6 literal, possibly with a port
+        host = host[: host.find("]") + 1] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    return host.rstrip(".")
+
+
+class SchemataDatabases(dict[str, dict[str, Any]]):
+    """``DATABASES`` with one virtual alias per schema.
+
+    The dict itself holds only the user's own aliases, so everything Django does by iterating
+    ``DATABASES`` (request signals, ``ATOMIC_REQUESTS``, system checks, the test runner) costs
+    the same with 10,000 schemas as with one. A schema alias answers ``in`` and ``[]``; its
+    settings are derived from its base alias each time they are read, so they follow changes
+    to the base (the test runner renaming ``NAME``) and share no nested object with it.
+    """
+
+    schemas: dict[str, Schema]
+    domains: dict[str, Schema]
+    atomic_requests: bool
+
+    def __missing__(self, alias: str) -> dict[str, Any]:
+        schema = self.schemas.get(alias)
+        if schema is None:
+            raise KeyError(alias)
+        return self.schema_settings(schema)
+
+    def __contains__(self, alias: object) -> bool:
+        return dict.__contains__(self, alias) or alias in self.schemas
+
+    def get(self, alias: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[alias] if alias in self else default
+
+    def schema_settings(self, schema: Schema) -> dict[str, Any]:
+        """Return a fresh copy of ``schema``'s base settings that opens on its search path."""
+        settings = copy.deepcopy(dict.__getitem__(self, schema.base))
+        options = settings.setdefault("OPTIONS", {})
+        existing = str(options.get("options", "")).strip()
+        search_path = f"-c search_path={schema.name}"
+        options["options"] = f"{existing} {search_path}" if existing else search_path
+        settings["ATOMIC_REQUESTS"] = False
+        return settings
+
+
+def expand_databases(
+    databases: Mapping[str, Mapping[str, Any]], domains: Mapping[str, Any]
+) -> SchemataDatabases:
+    """Return ``databases`` plus one alias per schema named in ``domains`` (``SCHEMATA_DOMAINS``).
+
+    Raises ``ImproperlyConfigured`` naming the domain for any invalid entry. Reads no model
+    and opens no connection, so it is safe to call in a settings module.
+    """
+    if DEFAULT_BASE not in databases:
+        raise ImproperlyConfigured("expand_databases() needs a 'default' entry in DATABASES.")
+    if not isinstance(domains, Mapping):
+        raise ImproperlyConfigured(
+            f"SCHEMATA_DOMAINS must be a dict of domain -> {{'schema_name': ...}}, "
+            f"not {type(domains).__name__}."
+        )
+    result = SchemataDatabases(copy.deepcopy(dict(databases)))
+    base = result[DEFAULT_BASE]
+    # ATOMIC_REQUESTS on every alias would open a transaction on each of them per request;
+    # SchemataMiddleware gives the guarantee on the request's schema alias instead.
+    result.atomic_requests = bool(base.get("ATOMIC_REQUESTS", False))
+    base["ATOMIC_REQUESTS"] = False
+
+    by_name: dict[str, tuple[list[str], Mapping[str, Any]]] = {}
+    host_to_name: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for domain, entry in domains.items():
+        host = _check_domain(domain, seen)
+        name = _check_entry(domain, entry)
+        if dict.__contains__(result, name):
+            raise ImproperlyConfigured(
+                f"SCHEMATA_DOMAINS[{domain!r}]: schema {name!r} would be the database alias "
+                f"{name!r}, which DATABASES already defines. Rename the schema or that alias."
+            )
+        seen[host] = domain
+        host_to_name[host] = name
+        by_name.setdefault(name, ([], entry))[0].append(host)
+
+    result.schemas = {
+        name: Schema(
+            name=name,
+            alias=name,
+            domains=tuple(hosts),
+            config=MappingProxyType({k: v for k, v in entry.items() if k != "schema_name"}),
+        )
+        for name, (hosts, entry) in by_name.items()
+    }
+    result.domains = {host: result.schemas[name] for host, name in host_to_name.items()}
+    return result
+
+
+def _check_domain(domain: object, seen: Mapping[str, str]) -> str:
+    if not isinstance(domain, str) or not domain.strip():
+        raise ImproperlyConfigured(
+            f"SCHEMATA_DOMAINS: every key must be a non-empty domain string, got {domain!r}."
+        )
+    if any(c.isspace() or c in "/@" for c in domain.strip()):
+        raise ImproperlyConfigured(
+            f"SCHEMATA_DOMAINS[{domain!r}]: a domain is a host name such as 'alpha.example.com'."
+        )
+    host = normalize_host(domain)
+    if host in seen:
+        raise ImproperlyConfigured(
+            f"SCHEMATA_DOMAINS[{domain!r}]: same host as {seen[host]!r} once lower-cased "
+            f"and stripped of port and trailing dot ({host!r}). List each host once."
+        )
+    return host
+
+
+def _check_entry(domain: str, entry: object) -> str:
+    if not isinstance(entry, Mapping) or "schema_name" not in entry:
+        raise ImproperlyConfigured(
+            f"SCHEMATA_DOMAINS[{domain!r}] must be a dict with a 'schema_name' key."
+        )
+    name = entry["schema_name"]
+    if not isinstance(name, str):
+        raise ImproperlyConfigured(
+            f"SCHEMATA_DOMAINS[{domain!r}]['schema_name'] must be a string, "
+            f"not {type(name).__name__}."
+        )
+    problem = schema_name_problem(name)
+    if problem:
+        raise ImproperlyConfigured(f"SCHEMATA_DOMAINS[{domain!r}]: {problem}")
+    return name
+
+
+def schema_name_problem(name: str) -> str | None:
+    """Say why ``name`` cannot be a tenant schema, or return ``None`` when it can."""
+    if name in RESERVED_SCHEMAS:
+        return f"schema name {name!r} is reserved by PostgreSQL."
+    if name.startswith("pg_"):
+        return f"schema name {name!r} starts with 'pg_', which PostgreSQL reserves."
+    if not SCHEMA_NAME_RE.fullmatch(name):
+        # Anything else could be folded, truncated at 63 bytes, or split by the server when it
+        # parses the libpq options string, and so reach another schema or inject settings.
+        return (
+            f"schema name {name!r} is invalid: use 1 to 63 lower-case ASCII letters, digits "
+            f"and underscores, not starting with a digit."
+        )
+    return None

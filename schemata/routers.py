@@ -1,0 +1,58 @@
+"""The database router that sends ORM queries to the active schema's alias."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from schemata.conf import conf
+from schemata.exceptions import NoActiveSchema
+from schemata.state import get_current_schema
+
+
+class SchemataRouter:
+    """Route reads and writes to the active schema; an instance's own database wins."""
+
+    def _route(self, model: type[models.Model], hints: dict[str, Any]) -> str | None:
+        # Django consults instance._state.db only when every router returns None; answering
+        # from the context first would save an object loaded in schema A into schema B.
+        instance = hints.get("instance")
+        if instance is not None and instance._state.db is not None:
+            return instance._state.db  # type: ignore[no-any-return]
+        schema = get_current_schema()
+        if schema is not None:
+            return schema.alias
+        if conf.STRICT:
+            raise NoActiveSchema(
+                f"{model._meta.label} was queried with no active schema and SCHEMATA_STRICT "
+                f"is on: activate a schema (SchemataMiddleware, schemata.activate() or "
+                f"schemata.override()) or pass .using(alias)."
+            )
+        return None
+
+    def db_for_read(self, model: type[models.Model], **hints: Any) -> str | None:
+        return self._route(model, hints)
+
+    def db_for_write(self, model: type[models.Model], **hints: Any) -> str | None:
+        return self._route(model, hints)
+
+    def allow_relation(self, obj1: models.Model, obj2: models.Model, **hints: Any) -> bool | None:
+        db1, db2 = obj1._state.db, obj2._state.db
+        if db1 is None or db2 is None:
+            return None
+        return _server(db1) == _server(db2) or None
+
+    def allow_migrate(
+        self, db: str, app_label: str, model_name: str | None = None, **hints: Any
+    ) -> bool | None:
+        # Every app lives in every schema and in the base database: no opinion.
+        return None
+
+
+def _server(alias: str) -> tuple[Any, ...]:
+    """Identify the physical database behind ``alias``."""
+    databases = conf.databases
+    schema = databases.schemas.get(alias)
+    settings = dict.get(databases, schema.base if schema else alias) or {}
+    return (settings.get("HOST"), settings.get("PORT"), settings.get("NAME"))
