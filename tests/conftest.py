@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connections, transaction
+
+from schemata.schemas import create_schema
+
+#: Schemas with every app migrated; the t00..t63 schemas only get the test app's tables.
+FULL_SCHEMAS = ("alpha", "beta")
+LIGHT_SCHEMAS = tuple(f"t{i:02}" for i in range(64))
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """Create and migrate the tenant schemas once, in the test database."""
+    with django_db_blocker.unblock():
+        for name in FULL_SCHEMAS + LIGHT_SCHEMAS:
+            create_schema(name)
+        for name in FULL_SCHEMAS:
+            call_command("migrate", database=name, verbosity=0)
+        for name in LIGHT_SCHEMAS:
+            call_command("migrate", "testapp", database=name, verbosity=0)
+        connections.close_all()
+    yield
+    # The test database cannot be dropped while schema connections are open.
+    connections.close_all()
+
+
+@pytest.fixture
+def schemas(db: None) -> Iterator[None]:
+    """Run the test inside a rolled-back transaction on ``alpha`` and ``beta`` as well."""
+    atomics = {alias: transaction.atomic(using=alias) for alias in FULL_SCHEMAS}
+    for atomic in atomics.values():
+        atomic.__enter__()
+    try:
+        yield
+    finally:
+        for alias, atomic in reversed(atomics.items()):
+            transaction.set_rollback(True, using=alias)
+            atomic.__exit__(None, None, None)
+
+
+@pytest.fixture
+def light_schemas(transactional_db: None) -> Iterator[tuple[str, ...]]:
+    """Empty the t00..t63 schemas before and after a test that commits from many threads."""
+
+    def truncate() -> None:
+        with connections["default"].cursor() as cursor:
+            for name in LIGHT_SCHEMAS:
+                cursor.execute(f"TRUNCATE {name}.testapp_note CASCADE")
+
+    truncate()
+    yield LIGHT_SCHEMAS
+    connections.close_all()
+    truncate()

@@ -1,0 +1,270 @@
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from schemata import Schema, expand_databases
+from schemata.databases import normalize_host
+
+BASE: dict[str, Any] = {
+    "ENGINE": "django.db.backends.postgresql",
+    "NAME": "app",
+    "OPTIONS": {"options": "-c statement_timeout=5s", "pool": {"min_size": 1}},
+    "TEST": {"NAME": "test_app"},
+}
+
+
+def expand(domains: dict[str, Any], **databases: Any) -> Any:
+    return expand_databases({"default": copy.deepcopy(BASE), **databases}, domains)
+
+
+def test_each_schema_gets_an_alias_on_its_search_path_keeping_user_options() -> None:
+    databases = expand({"a.example.com": {"schema_name": "alpha"}})
+
+    assert databases["alpha"]["OPTIONS"]["options"] == (
+        "-c statement_timeout=5s -c search_path=alpha"
+    )
+    assert databases["alpha"]["NAME"] == "app"
+    assert databases["default"]["OPTIONS"]["options"] == "-c statement_timeout=5s"
+
+
+def test_search_path_is_the_only_option_when_the_user_had_none() -> None:
+    databases = expand_databases(
+        {"default": {"ENGINE": "django.db.backends.postgresql"}},
+        {"a.example.com": {"schema_name": "alpha"}},
+    )
+
+    assert databases["alpha"]["OPTIONS"] == {"options": "-c search_path=alpha"}
+
+
+def test_schema_settings_share_no_nested_object_with_the_base_or_each_other() -> None:
+    databases = expand(
+        {"a.example.com": {"schema_name": "alpha"}, "b.example.com": {"schema_name": "beta"}}
+    )
+
+    alpha, beta, base = databases["alpha"], databases["beta"], databases["default"]
+    alpha["OPTIONS"]["pool"]["min_size"] = 9
+    alpha["TEST"]["NAME"] = "changed"
+
+    assert beta["OPTIONS"]["pool"]["min_size"] == 1
+    assert base["OPTIONS"]["pool"]["min_size"] == 1
+    assert base["TEST"]["NAME"] == "test_app"
+
+
+def test_schema_settings_follow_later_changes_to_the_base() -> None:
+    databases = expand({"a.example.com": {"schema_name": "alpha"}})
+
+    databases["default"]["NAME"] = "test_app"
+
+    assert databases["alpha"]["NAME"] == "test_app"
+
+
+def test_the_callers_dict_is_not_modified() -> None:
+    base = copy.deepcopy(BASE) | {"ATOMIC_REQUESTS": True}
+
+    expand_databases({"default": base}, {"a.example.com": {"schema_name": "alpha"}})
+
+    assert base["ATOMIC_REQUESTS"] is True
+    assert base["OPTIONS"]["options"] == "-c statement_timeout=5s"
+
+
+def test_schema_aliases_are_found_but_not_listed() -> None:
+    databases = expand({"a.example.com": {"schema_name": "alpha"}}, other=dict(BASE))
+
+    assert "alpha" in databases
+    assert databases.get("alpha")["OPTIONS"]["options"].endswith("search_path=alpha")
+    assert list(databases) == ["default", "other"]
+    assert "nope" not in databases
+    assert databases.get("nope") is None
+    with pytest.raises(KeyError):
+        databases["nope"]
+
+
+def test_atomic_requests_is_taken_off_every_alias_and_remembered() -> None:
+    base = copy.deepcopy(BASE) | {"ATOMIC_REQUESTS": True}
+
+    databases = expand_databases({"default": base}, {"a.example.com": {"schema_name": "alpha"}})
+
+    assert databases.atomic_requests is True
+    assert databases["default"]["ATOMIC_REQUESTS"] is False
+    assert databases["alpha"]["ATOMIC_REQUESTS"] is False
+
+
+def test_domains_sharing_a_schema_make_one_schema_with_the_first_domains_config() -> None:
+    databases = expand(
+        {
+            "Alpha.Example.com": {"schema_name": "alpha", "plan": "pro"},
+            "www.alpha.example.com.": {"schema_name": "alpha", "plan": "ignored"},
+        }
+    )
+
+    schema = databases.schemas["alpha"]
+    assert schema == Schema(
+        name="alpha",
+        alias="alpha",
+        domains=("alpha.example.com", "www.alpha.example.com"),
+        config={"plan": "pro"},
+    )
+    assert databases.domains["www.alpha.example.com"] is schema
+    with pytest.raises(TypeError):
+        schema.config["plan"] = "free"  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        schema.name = "beta"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("Alpha.Example.COM", "alpha.example.com"),
+        ("alpha.example.com:8000", "alpha.example.com"),
+        ("alpha.example.com.", "alpha.example.com"),
+        ("alpha.example.com.:443", "alpha.example.com"),
+        ("[::1]:8000", "[::1]"),
+        ("[::1]", "[::1]"),
+    ],
+)
+def test_hosts_are_normalised(host: str, expected: str) -> None:
+    assert normalize_host(host) == expected
+
+
+@pytest.mark.parametrize(
+    ("domains", "message"),
+    [
+        (
+            {"a.example.com": {"schema_name": "Alpha"}},
+            "SCHEMATA_DOMAINS['a.example.com']: schema name 'Alpha' is invalid: use 1 to 63 "
+            "lower-case ASCII letters, digits and underscores, not starting with a digit.",
+        ),
+        (
+            {"a.example.com": {"schema_name": "alpha -c statement_timeout=1"}},
+            "SCHEMATA_DOMAINS['a.example.com']: schema name 'alpha -c statement_timeout=1' is "
+            "invalid: use 1 to 63 lower-case ASCII letters, digits and underscores, not "
+            "starting with a digit.",
+        ),
+        (
+            {"a.example.com": {"schema_name": "alpha,beta"}},
+            "SCHEMATA_DOMAINS['a.example.com']: schema name 'alpha,beta' is invalid: use 1 to "
+            "63 lower-case ASCII letters, digits and underscores, not starting with a digit.",
+        ),
+        (
+            {"a.example.com": {"schema_name": "x" * 64}},
+            f"SCHEMATA_DOMAINS['a.example.com']: schema name {'x' * 64!r} is invalid: use 1 "
+            f"to 63 lower-case ASCII letters, digits and underscores, not starting with a digit.",
+        ),
+        (
+            {"a.example.com": {"schema_name": "café"}},
+            "SCHEMATA_DOMAINS['a.example.com']: schema name 'café' is invalid: use 1 to 63 "
+            "lower-case ASCII letters, digits and underscores, not starting with a digit.",
+        ),
+        (
+            {"a.example.com": {"schema_name": "1st"}},
+            "SCHEMATA_DOMAINS['a.example.com']: schema name '1st' is invalid: use 1 to 63 "
+            "lower-case ASCII letters, digits and underscores, not starting with a digit.",
+        ),
+        (
+            {"a.example.com": {"schema_name": "alpha\n"}},
+            "SCHEMATA_DOMAINS['a.example.com']: schema name 'alpha\\n' is invalid: use 1 to "
+            "63 lower-case ASCII letters, digits and underscores, not starting with a digit.",
+        ),
+        (
+            {"a.example.com": {"schema_name": ""}},
+            "SCHEMATA_DOMAINS['a.example.com']: schema name '' is invalid: use 1 to 63 "
+            "lower-case ASCII letters, digits and underscores, not starting with a digit.",
+        ),
+        (
+            {"a.example.com": {"schema_name": "pg_alpha"}},
+            "SCHEMATA_DOMAINS['a.example.com']: schema name 'pg_alpha' starts with 'pg_', "
+            "which PostgreSQL reserves.",
+        ),
+        (
+            {"a.example.com": {"schema_name": "public"}},
+            "SCHEMATA_DOMAINS['a.example.com']: schema name 'public' is reserved by PostgreSQL.",
+        ),
+        (
+            {"a.example.com": {"schema_name": "information_schema"}},
+            "SCHEMATA_DOMAINS['a.example.com']: schema name 'information_schema' is reserved "
+            "by PostgreSQL.",
+        ),
+        (
+            {"a.example.com": {"plan": "pro"}},
+            "SCHEMATA_DOMAINS['a.example.com'] must be a dict with a 'schema_name' key.",
+        ),
+        (
+            {"a.example.com": "alpha"},
+            "SCHEMATA_DOMAINS['a.example.com'] must be a dict with a 'schema_name' key.",
+        ),
+        (
+            {"a.example.com": {"schema_name": 7}},
+            "SCHEMATA_DOMAINS['a.example.com']['schema_name'] must be a string, not int.",
+        ),
+        (
+            {"a.example.com": {"schema_name": "alpha"}, "A.example.com:80": {"schema_name": "b"}},
+            "SCHEMATA_DOMAINS['A.example.com:80']: same host as 'a.example.com' once "
+            "lower-cased and stripped of port and trailing dot ('a.example.com'). List each "
+            "host once.",
+        ),
+        (
+            {"a.example.com": {"schema_name": "alpha"}, "a.example.com.": {"schema_name": "b"}},
+            "SCHEMATA_DOMAINS['a.example.com.']: same host as 'a.example.com' once "
+            "lower-cased and stripped of port and trailing dot ('a.example.com'). List each "
+            "host once.",
+        ),
+        (
+            {"a.example.com": {"schema_name": "default"}},
+            "SCHEMATA_DOMAINS['a.example.com']: schema 'default' would be the database alias "
+            "'default', which DATABASES already defines. Rename the schema or that alias.",
+        ),
+        (
+            {"": {"schema_name": "alpha"}},
+            "SCHEMATA_DOMAINS: every key must be a non-empty domain string, got ''.",
+        ),
+        (
+            {7: {"schema_name": "alpha"}},
+            "SCHEMATA_DOMAINS: every key must be a non-empty domain string, got 7.",
+        ),
+        (
+            {"https://a.example.com/": {"schema_name": "alpha"}},
+            "SCHEMATA_DOMAINS['https://a.example.com/']: a domain is a host name such as "
+            "'alpha.example.com'.",
+        ),
+    ],
+)
+def test_bad_settings_raise_improperly_configured_naming_the_domain(
+    domains: dict[Any, Any], message: str
+) -> None:
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        expand(domains)
+
+    assert str(excinfo.value) == message
+
+
+def test_domains_must_be_a_mapping() -> None:
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        expand_databases({"default": {}}, ["a.example.com"])  # type: ignore[arg-type]
+
+    assert str(excinfo.value) == (
+        "SCHEMATA_DOMAINS must be a dict of domain -> {'schema_name': ...}, not list."
+    )
+
+
+def test_a_default_database_is_required() -> None:
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        expand_databases({"main": {}}, {})
+
+    assert str(excinfo.value) == "expand_databases() needs a 'default' entry in DATABASES."
+
+
+def test_ten_thousand_domains_expand_without_touching_the_database() -> None:
+    domains = {f"t{i}.example.com": {"schema_name": f"t{i}"} for i in range(10_000)}
+
+    started = time.perf_counter()
+    databases = expand(domains)
+    elapsed = time.perf_counter() - started
+
+    assert len(databases.schemas) == 10_000
+    assert list(databases) == ["default"]
+    print(f"expanded 10,000 domains in {elapsed * 1000:.1f} ms")

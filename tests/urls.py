@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from tests import views
+
+urlpatterns = [
+    path("", views.whoami),
+    path("async/", views.awhoami),
+    path("notes/", views.create_note),
+    path("session/", views.remember),
+    path("stream/", views.stream),
+    path("astream/", views.astream),
+]

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+from django.db import connections
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+import schemata
+from tests.testapp.models import Note
+
+
+def _schema_name() -> str | None:
+    schema = schemata.get_current_schema()
+    return schema.name if schema else None
+
+
+def whoami(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        {
+            "schema": request.schema.name,  # type: ignore[attr-defined]
+            "active": _schema_name(),
+            "config": dict(request.schema.config),  # type: ignore[attr-defined]
+            "notes": sorted(Note.objects.values_list("title", flat=True)),
+        }
+    )
+
+
+async def awhoami(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        {
+            "schema": request.schema.name,  # type: ignore[attr-defined]
+            "active": _schema_name(),
+            "notes": sorted([n.title async for n in Note.objects.all()]),
+        }
+    )
+
+
+@csrf_exempt
+def create_note(request: HttpRequest) -> JsonResponse:
+    note = Note.objects.create(title=request.GET["title"])
+    in_atomic = {
+        alias: connections[alias].in_atomic_block for alias in ("default", note._state.db)
+    }
+    if request.GET.get("fail"):
+        raise RuntimeError("the view failed after writing")
+    return JsonResponse({"id": note.pk, "db": note._state.db, "in_atomic": in_atomic})
+
+
+def remember(request: HttpRequest) -> HttpResponse:
+    request.session["seen"] = request.GET.get("value", "yes")
+    return HttpResponse(request.session.session_key or "")
+
+
+def stream(request: HttpRequest) -> StreamingHttpResponse:
+    def chunks() -> Iterator[str]:
+        yield f"{_schema_name()}:"
+        yield ",".join(Note.objects.values_list("title", flat=True))
+
+    return StreamingHttpResponse(chunks())
+
+
+async def astream(request: HttpRequest) -> StreamingHttpResponse:
+    async def chunks() -> AsyncIterator[str]:
+        yield f"{_schema_name()}:"
+        yield ",".join([n.title async for n in Note.objects.all()])
+
+    return StreamingHttpResponse(chunks())
