@@ -8,6 +8,8 @@ urlpatterns = [
     path("", views.whoami),
     path("async/", views.awhoami),
     path("notes/", views.create_note),
+    path("notes/non-atomic/", views.create_note_non_atomic),
+    path("notes/async/", views.acreate_note),
     path("session/", views.remember),
     path("stream/", views.stream),
     path("astream/", views.astream),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-from django.db import connections
+from django.db import connections, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -66,3 +66,13 @@ async def astream(request: HttpRequest) -> StreamingHttpResponse:
         yield ",".join([n.title async for n in Note.objects.all()])
 
     return StreamingHttpResponse(chunks())
+
+
+@transaction.non_atomic_requests(using="alpha")
+def create_note_non_atomic(request: HttpRequest) -> JsonResponse:
+    return create_note(request)
+
+
+async def acreate_note(request: HttpRequest) -> JsonResponse:
+    note = await Note.objects.acreate(title=request.GET["title"])
+    return JsonResponse({"id": note.pk})
