@@ -9,7 +9,7 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db.utils import load_backend
 
 from schemata.conf import conf
 from schemata.databases import SchemataDatabases, expand_databases
@@ -69,11 +69,12 @@ def check_settings(
             )
         )
     if isinstance(databases, SchemataDatabases):
-        vendor = connections["default"].vendor
+        engine = dict.__getitem__(databases, "default").get("ENGINE", "")
+        vendor = load_backend(engine).DatabaseWrapper.vendor if engine else "dummy"
         if vendor != "postgresql":
             errors.append(
                 Error(
-                    f"DATABASES['default'] uses a {vendor!r} engine.",
+                    f"DATABASES['default'] uses {engine!r}, a {vendor!r} engine.",
                     hint="Schemas need PostgreSQL: use 'django.db.backends.postgresql'.",
                     id="schemata.E006",
                 )

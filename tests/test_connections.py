@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connections
+from django.db.backends.postgresql.base import DatabaseWrapper
+
+import schemata
+from schemata import SchemaUnavailable
+from tests.testapp.models import Note
+
+pytestmark = pytest.mark.django_db
+
+
+def in_thread(func: Callable[[], Any]) -> Any:
+    """Run ``func`` in a new thread (so with its own connections) and return its result."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = func()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            result["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def test_a_missing_schema_fails_loudly_instead_of_falling_back() -> None:
+    with schemata.override("ghost"), pytest.raises(SchemaUnavailable) as excinfo:
+        Note.objects.count()
+
+    assert str(excinfo.value) == (
+        "The schema 'ghost' (database alias 'ghost') does not exist in database "
+        "'test_schemata' or its role may not use it (current_schema() is None). Create it "
+        "with 'python manage.py manage_schemata', or grant USAGE on it."
+    )
+    assert connections["ghost"].connection is None
+
+
+def test_a_missing_schema_keeps_failing_on_every_attempt() -> None:
+    for _ in range(2):
+        with schemata.override("ghost"), pytest.raises(SchemaUnavailable):
+            Note.objects.create(title="must not land anywhere")
+
+    assert Note.objects.using("default").count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_role_without_usage_on_its_schema_is_refused() -> None:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DROP ROLE IF EXISTS schemata_limited")
+        cursor.execute("CREATE ROLE schemata_limited LOGIN")
+    settings = {**connections["alpha"].settings_dict, "USER": "schemata_limited"}
+    wrapper = DatabaseWrapper(settings, alias="alpha")
+
+    try:
+        with pytest.raises(SchemaUnavailable, match="current_schema\\(\\) is None"):
+            wrapper.ensure_connection()
+        assert wrapper.connection is None
+    finally:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("DROP ROLE schemata_limited")
+
+
+def test_schema_connections_open_on_their_search_path_without_public() -> None:
+    def search_path() -> tuple[str, str]:
+        with connections["beta"].cursor() as cursor:
+            cursor.execute("SELECT current_schema(), current_setting('search_path')")
+            return cursor.fetchone()  # type: ignore[return-value]
+
+    assert in_thread(search_path) == ("beta", "beta")
+
+
+def test_close_all_closes_schema_connections_too() -> None:
+    def scenario() -> tuple[bool, bool]:
+        with schemata.override("t01"):
+            Note.objects.count()
+        opened = connections["t01"].connection is not None
+        connections.close_all()
+        return opened, connections["t01"].connection is None
+
+    assert in_thread(scenario) == (True, True)
+
+
+def test_per_request_bookkeeping_stays_flat_however_many_schemas_a_thread_served() -> None:
+    def serve(names: list[str]) -> list[int]:
+        sizes = []
+        for name in names:
+            request_started.send(sender=None)
+            with schemata.override(name):
+                Note.objects.count()
+            request_finished.send(sender=None)
+            sizes.append(len(connections.all(initialized_only=True)))
+        return sizes
+
+    sizes = in_thread(lambda: serve([f"t{i:02}" for i in range(64)]))
+
+    # No connection object is left between requests: schema connections were closed by
+    # Django's close_old_connections and then forgotten.
+    assert set(sizes) == {0}
+
+
+def test_open_schema_connections_are_kept_between_requests() -> None:
+    def scenario() -> bool:
+        with schemata.override("t02"):
+            Note.objects.count()
+        request_finished.disconnect(close_old_connections)
+        try:
+            request_finished.send(sender=None)
+        finally:
+            request_finished.connect(close_old_connections)
+        return connections["t02"] in connections.all(initialized_only=True)
+
+    assert in_thread(scenario) is True
+
+
+def test_connection_objects_in_use_are_not_forgotten() -> None:
+    def scenario() -> bool:
+        conn = connections["t03"]
+        with conn.execute_wrapper(lambda execute, *args: execute(*args)):
+            request_finished.send(sender=None)
+            return connections["t03"] is conn
+
+    assert in_thread(scenario) is True
+
+
+def test_assigned_connection_objects_are_tracked() -> None:
+    def scenario() -> bool:
+        wrapper = DatabaseWrapper(connections["t04"].settings_dict, alias="t04")
+        del connections["t04"]
+        connections["t04"] = wrapper
+        return wrapper in connections.all()
+
+    assert in_thread(scenario) is True
