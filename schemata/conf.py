@@ -28,7 +28,7 @@ class Settings:
 
     @property
     def DOMAINS(self) -> Mapping[str, Any] | None:
-        return getattr(settings, "SCHEMATA_DOMAINS", None)  # type: ignore[no-any-return]
+        return getattr(settings, "SCHEMATA_DOMAINS", None)
 
     @property
     def STRICT(self) -> bool:
@@ -36,7 +36,7 @@ class Settings:
 
     @property
     def FALLBACK_SCHEMA(self) -> str | None:
-        return getattr(settings, "SCHEMATA_FALLBACK_SCHEMA", None)  # type: ignore[no-any-return]
+        return getattr(settings, "SCHEMATA_FALLBACK_SCHEMA", None)
 
     @property
     def ATOMIC_GUARD(self) -> bool:

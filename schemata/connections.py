@@ -29,7 +29,8 @@ class SchemataConnectionHandler(ConnectionHandler):
         try:
             return self._schemata_local.aliases  # type: ignore[no-any-return]
         except AttributeError:
-            self._schemata_local.aliases = aliases = {}
+            aliases: dict[str, None] = {}
+            self._schemata_local.aliases = aliases
             return aliases
 
     def _is_schema_alias(self, alias: str) -> bool:
@@ -54,7 +55,7 @@ class SchemataConnectionHandler(ConnectionHandler):
         self._schema_aliases().pop(alias, None)
 
     def all(self, initialized_only: bool = False) -> list[BaseDatabaseWrapper]:
-        conns = super().all(initialized_only=initialized_only)
+        conns: list[BaseDatabaseWrapper] = list(super().all(initialized_only=initialized_only))
         return conns + [self[alias] for alias in list(self._schema_aliases())]
 
     def release_idle(self) -> None:

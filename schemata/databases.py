@@ -60,8 +60,11 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
     def __contains__(self, alias: object) -> bool:
         return dict.__contains__(self, alias) or alias in self.schemas
 
-    def get(self, alias: str, default: Any = None) -> Any:  # type: ignore[override]
-        return self[alias] if alias in self else default
+    def get(self, alias: str, default: Any = None) -> Any:
+        try:
+            return self[alias]
+        except KeyError:
+            return default
 
     def schema_settings(self, schema: Schema) -> dict[str, Any]:
         """Return a fresh copy of ``schema``'s base settings that opens on its search path."""
@@ -89,7 +92,9 @@ def expand_databases(
             f"SCHEMATA_DOMAINS must be a dict of domain -> {{'schema_name': ...}}, "
             f"not {type(domains).__name__}."
         )
-    result = SchemataDatabases(copy.deepcopy(dict(databases)))
+    result = SchemataDatabases(
+        {alias: copy.deepcopy(dict(settings)) for alias, settings in databases.items()}
+    )
     base = result[DEFAULT_BASE]
     # ATOMIC_REQUESTS on every alias would open a transaction on each of them per request;
     # SchemataMiddleware gives the guarantee on the request's schema alias instead.

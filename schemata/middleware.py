@@ -51,7 +51,7 @@ class SchemataMiddleware:
         schema = schema_for_request(request)
         token = _current.set(schema)
         try:
-            response = await self.get_response(request)  # type: ignore[misc]
+            response = await self.get_response(request)
         finally:
             try:
                 if hasattr(request, "_schemata_atomic"):

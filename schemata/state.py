@@ -46,7 +46,7 @@ def reset(token: Token[Schema | None]) -> None:
 
 
 class override(ContextDecorator):
-    """Activate ``schema`` (``None``: no schema) inside a ``with`` block or a decorated function."""
+    """Activate ``schema`` (``None``: none) in a ``with`` block or a decorated function."""
 
     def __init__(self, schema: str | Schema | None) -> None:
         self.schema = None if schema is None else get_schema(schema)

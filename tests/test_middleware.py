@@ -145,8 +145,12 @@ class TestThroughTheClient:
             "config": {"plan": "pro", "colour": "red"},
             "notes": ["a1"],
         }
-        assert beta == {"schema": "beta", "active": "beta", "config": {"plan": "free"},
-                        "notes": ["b1"]}
+        assert beta == {
+            "schema": "beta",
+            "active": "beta",
+            "config": {"plan": "free"},
+            "notes": ["b1"],
+        }
 
     def test_async_views_see_only_their_hosts_rows(self) -> None:
         with schemata.override("beta"):
@@ -242,5 +246,3 @@ class TestAtomicRequests:
     def test_async_views_are_refused_as_django_does(self) -> None:
         with pytest.raises(RuntimeError, match="You cannot use ATOMIC_REQUESTS with async views"):
             Client().get("/notes/async/", {"title": "x"}, **ALPHA)
-
-

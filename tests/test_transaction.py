@@ -46,9 +46,11 @@ class TestHelpers:
     ) -> None:
         called: list[str] = []
 
-        with django_capture_on_commit_callbacks(using="alpha", execute=True) as callbacks:
-            with schemata.override("alpha"):
-                schemata.on_commit(lambda: called.append("alpha"))
+        with (
+            django_capture_on_commit_callbacks(using="alpha", execute=True) as callbacks,
+            schemata.override("alpha"),
+        ):
+            schemata.on_commit(lambda: called.append("alpha"))
 
         assert len(callbacks) == 1
         assert called == ["alpha"]
@@ -73,11 +75,15 @@ class TestHelpers:
 class TestBareAtomic:
     def test_schemata_atomic_rolls_back_schema_and_default_writes_together(self) -> None:
         def scenario() -> None:
-            with pytest.raises(ValueError), transaction.atomic(), schemata.override("t05"):
-                with schemata.atomic():
-                    Note.objects.using("default").create(title="public")
-                    Note.objects.create(title="tenant")
-                    raise ValueError
+            with (
+                pytest.raises(ValueError),
+                transaction.atomic(),
+                schemata.override("t05"),
+                schemata.atomic(),
+            ):
+                Note.objects.using("default").create(title="public")
+                Note.objects.create(title="tenant")
+                raise ValueError
 
         in_thread(scenario)
 
