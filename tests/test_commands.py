@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connections
 
-from schemata.schemas import existing_schemas
+from schemata.schemas import create_schema, existing_schemas
 
 pytestmark = pytest.mark.django_db
 
@@ -44,3 +44,7 @@ def test_schemas_no_domain_names_are_listed_and_left_alone() -> None:
 
     assert lines[-1] == "Stray: in the database, named by no domain (left alone)"
     assert "Stray" in existing_schemas()
+
+
+def test_create_schema_reports_an_existing_schema() -> None:
+    assert create_schema("alpha") is False

@@ -21,10 +21,17 @@ ALPHA = {"HTTP_HOST": "alpha.example.com"}
 BETA = {"HTTP_HOST": "beta.example.com"}
 
 
-async def aget(path: str, host: str) -> Any:
+async def aget(path: str, host: str, query: str = "") -> Any:
     """GET through AsyncClient with exactly one Host header (its factory always adds one)."""
-    scope = {"method": "GET", "path": path, "server": ("127.0.0.1", "80"), "scheme": "http"}
-    return await AsyncClient().request(**scope, headers=[(b"host", host.encode())])
+    scope = {
+        "method": "GET",
+        "path": path,
+        "query_string": query,
+        "server": ("127.0.0.1", "80"),
+        "scheme": "http",
+        "headers": [(b"host", host.encode())],
+    }
+    return await AsyncClient().request(**scope)
 
 
 def async_request(host: str) -> HttpRequest:
@@ -228,6 +235,13 @@ class TestAtomicRequests:
 
         assert response.json()["in_atomic"] == {"default": False, "alpha": True}
         assert list(Note.objects.using("alpha").values_list("title", flat=True)) == ["kept"]
+
+    def test_async_requests_run_sync_views_in_a_transaction_on_the_schema_alias(self) -> None:
+        response = async_to_sync(aget)("/notes/", "alpha.example.com", "title=async")
+
+        assert response.json()["in_atomic"] == {"default": False, "alpha": True}
+        assert not connections["alpha"].in_atomic_block
+        assert list(Note.objects.using("alpha").values_list("title", flat=True)) == ["async"]
 
     def test_a_failing_view_rolls_back_its_writes(self) -> None:
         client = Client(raise_request_exception=False)

@@ -6,6 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
 
 import schemata
 from schemata import UnknownSchema, get_current_schema
@@ -130,3 +132,17 @@ def test_a_schema_activated_in_a_task_stays_in_that_task() -> None:
         return await asyncio.gather(task("alpha"), task("beta"))
 
     assert asyncio.run(main()) == ["alpha", "beta"]
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_activating_without_expanded_databases_says_how_to_fix_it() -> None:
+    with (
+        override_settings(DATABASES={"default": {}}),
+        pytest.raises(ImproperlyConfigured) as excinfo,
+    ):
+        schemata.activate("alpha")
+
+    assert str(excinfo.value) == (
+        "DATABASES was not built by schemata.expand_databases(): set "
+        "DATABASES = expand_databases({'default': ...}, SCHEMATA_DOMAINS)."
+    )
