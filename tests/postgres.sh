@@ -101,15 +101,19 @@ child_target=''
 cleaned=''
 
 # Runs exactly once, from the EXIT trap (the signal traps exit too).
+# shellcheck disable=SC2317 # invoked from traps
 cleanup() {
     [[ -z $cleaned ]] || return 0
     cleaned=1
     trap '' INT TERM HUP # a second Ctrl-C must not cut the cleanup short
     if [[ -n $started ]]; then
-        as_pg "$bindir/pg_ctl" -D "$tmp/data" -m fast -w stop >/dev/null 2>&1 ||
-            as_pg "$bindir/pg_ctl" -D "$tmp/data" -m immediate -w stop >/dev/null 2>&1 ||
-            say "could not stop the server, see $tmp/postgres.log"
-        say "stopped"
+        if as_pg "$bindir/pg_ctl" -D "$tmp/data" -m fast -w stop >/dev/null 2>&1 ||
+            as_pg "$bindir/pg_ctl" -D "$tmp/data" -m immediate -w stop >/dev/null 2>&1; then
+            say "stopped"
+        else
+            say "could not stop the server:"
+            cat "$tmp/postgres.log" >&2 || true
+        fi
     fi
     if [[ -n $tmp ]]; then
         rm -rf -- "$tmp"
@@ -118,6 +122,7 @@ cleanup() {
 
 # Passes the signal on to COMMAND's process group, gives it 10 seconds to
 # finish, kills what is left, then exits (and so cleans up).
+# shellcheck disable=SC2317 # invoked from traps
 on_signal() {
     local sig=$1 status=$2 i
     trap '' INT TERM HUP
