@@ -23,7 +23,9 @@ class Schema:
     name: str
     alias: str
     domains: tuple[str, ...]
-    config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # Left out of ==/hash(): a Schema is identified by its name, and the user's values may be
+    # unhashable.
+    config: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False)
     base: str = DEFAULT_BASE
 
 

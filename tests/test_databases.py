@@ -109,7 +109,9 @@ def test_domains_sharing_a_schema_make_one_schema_with_the_first_domains_config(
         domains=("alpha.example.com", "www.alpha.example.com"),
         config={"plan": "pro"},
     )
+    assert dict(schema.config) == {"plan": "pro"}
     assert databases.domains["www.alpha.example.com"] is schema
+    assert {schema: 1}[schema] == 1
     with pytest.raises(TypeError):
         schema.config["plan"] = "free"  # type: ignore[index]
     with pytest.raises(AttributeError):
