@@ -40,7 +40,7 @@ class SchemataConnectionHandler(ConnectionHandler):
     def create_connection(self, alias: str) -> BaseDatabaseWrapper:
         conn = super().create_connection(alias)
         if self._is_schema_alias(alias):
-            self._schema_aliases()[alias] = None
+            self._track(alias, conn)
             if conf.ATOMIC_GUARD:
                 conn.execute_wrappers.append(_atomic_guard)
         return conn
@@ -48,7 +48,13 @@ class SchemataConnectionHandler(ConnectionHandler):
     def __setitem__(self, alias: str, conn: BaseDatabaseWrapper) -> None:
         super().__setitem__(alias, conn)
         if self._is_schema_alias(alias):
-            self._schema_aliases()[alias] = None
+            self._track(alias, conn)
+
+    def _track(self, alias: str, conn: BaseDatabaseWrapper) -> None:
+        self._schema_aliases()[alias] = None
+        introspection = type(conn.introspection)
+        if not issubclass(introspection, SchemaIntrospection):
+            conn.introspection.__class__ = _scoped_introspection(introspection)
 
     def __delitem__(self, alias: str) -> None:
         super().__delitem__(alias)
@@ -71,6 +77,37 @@ class SchemataConnectionHandler(ConnectionHandler):
                 and all(wrapper is _atomic_guard for wrapper in conn.execute_wrappers)
             ):
                 del self[alias]
+
+
+class SchemaIntrospection:
+    """Introspection that lists the connection's own schema's tables only.
+
+    Django lists the tables visible on the search path (``pg_table_is_visible``): with
+    ``public`` on the path too, a schema would seem to have ``public``'s tables, its
+    ``django_migrations`` included, and ``migrate`` would skip its migrations.
+    """
+
+    def get_table_list(self, cursor: Any) -> list[Any]:
+        from django.db.backends.postgresql.introspection import TableInfo
+
+        cursor.execute(
+            "SELECT relname, CASE WHEN relispartition THEN 'p' "
+            "WHEN relkind IN ('m', 'v') THEN 'v' ELSE 't' END, obj_description(oid, 'pg_class') "
+            "FROM pg_catalog.pg_class "
+            "WHERE relnamespace = current_schema()::text::regnamespace "
+            "AND relkind IN ('f', 'm', 'p', 'r', 'v')"
+        )
+        ignored = self.ignored_tables  # type: ignore[attr-defined]
+        return [TableInfo(*row) for row in cursor.fetchall() if row[0] not in ignored]
+
+
+_scoped_classes: dict[type[Any], type[Any]] = {}
+
+
+def _scoped_introspection(base: type[Any]) -> type[Any]:
+    if base not in _scoped_classes:
+        _scoped_classes[base] = type(f"Schema{base.__name__}", (SchemaIntrospection, base), {})
+    return _scoped_classes[base]
 
 
 def install() -> None:

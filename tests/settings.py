@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "schemata",
     "tests.testapp",
+    "tests.seedapp",
 ]
 MIDDLEWARE = [
     "schemata.middleware.SchemataMiddleware",
@@ -32,6 +33,8 @@ SCHEMATA_DOMAINS = {
     "beta.example.com": {"schema_name": "beta", "plan": "free"},
     # Never created in the test database: shows what a missing schema does.
     "ghost.example.com": {"schema_name": "ghost"},
+    # Created, migrated and dropped by the command tests.
+    **{f"fresh{i}.example.com": {"schema_name": f"fresh{i}"} for i in range(1, 5)},
     # For the concurrency tests: one schema per thread or task.
     **{f"t{i:02}.example.com": {"schema_name": f"t{i:02}"} for i in range(64)},
 }

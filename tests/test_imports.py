@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 
-def test_importing_schemata_in_settings_loads_no_model_and_no_database_code() -> None:
+def test_importing_schemata_in_settings_loads_no_model_and_no_database_code(
+    tmp_path: Path,
+) -> None:
     code = (
         "import sys, schemata\n"
         "from schemata import expand_databases\n"
@@ -12,8 +16,14 @@ def test_importing_schemata_in_settings_loads_no_model_and_no_database_code() ->
         "print(sorted(m for m in sys.modules if m.startswith(('django.db', 'django.apps'))))\n"
     )
 
+    # Run elsewhere than the repository root, whose schemata/ would shadow the installed one.
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
 
     assert result.stdout.strip() == "[]"

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from schemata.conf import conf
 from schemata.schemas import create_schema, existing_schemas
@@ -11,15 +12,34 @@ from schemata.schemas import create_schema, existing_schemas
 class Command(BaseCommand):
     help = (
         "Create every schema named in SCHEMATA_DOMAINS that the database lacks, and list "
-        "schemas that no domain names. Never drops anything; safe to re-run."
+        "schemas that no domain names. Never drops anything unless asked with --drop; safe "
+        "to re-run."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--dry-run", action="store_true", help="Say what would be created; change nothing."
         )
+        parser.add_argument(
+            "--drop",
+            metavar="NAME",
+            help="Drop the schema NAME and everything in it, instead of creating schemas. "
+            "Refused for a schema that SCHEMATA_DOMAINS still names.",
+        )
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="Do not ask for confirmation before dropping.",
+        )
 
-    def handle(self, *args: Any, dry_run: bool, **options: Any) -> None:
+    def handle(
+        self, *args: Any, dry_run: bool, drop: str | None, interactive: bool, **options: Any
+    ) -> None:
+        if drop is not None:
+            self.drop(drop, dry_run=dry_run, interactive=interactive)
+            return
         schemas = conf.databases.schemas
         present = existing_schemas()
         for name in schemas:
@@ -32,3 +52,26 @@ class Command(BaseCommand):
             self.stdout.write(f"{name}: {state}")
         for name in sorted(present - set(schemas)):
             self.stdout.write(f"{name}: in the database, named by no domain (left alone)")
+
+    def drop(self, name: str, *, dry_run: bool, interactive: bool) -> None:
+        if name in conf.databases.schemas:
+            raise CommandError(
+                f"Refusing to drop {name!r}: SCHEMATA_DOMAINS still names it. Remove its "
+                f"domains from the settings first."
+            )
+        if name not in existing_schemas():
+            raise CommandError(f"There is no schema {name!r} to drop.")
+        if dry_run:
+            self.stdout.write(f"{name}: would be dropped")
+            return
+        if interactive:
+            answer = input(
+                f"This drops the schema {name!r} and every table and row in it.\n"
+                f"Type 'yes' to continue, or anything else to cancel: "
+            )
+            if answer != "yes":
+                raise CommandError("Drop cancelled: nothing was changed.")
+        connection = connections[DEFAULT_DB_ALIAS]
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA {connection.ops.quote_name(name)} CASCADE")
+        self.stdout.write(f"{name}: dropped")

@@ -1,0 +1,124 @@
+"""What the per-schema commands share: choosing schemas, running jobs, reporting."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from schemata.conf import conf
+from schemata.runner import FAILED, Outcome, Report, run_jobs
+from schemata.schemas import create_schema, existing_schemas
+
+
+class SchemaCommand(BaseCommand):
+    """A command that does its work once per selected schema."""
+
+    def add_schema_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--schema",
+            action="append",
+            dest="schemas",
+            metavar="NAME",
+            help="Only this schema (repeatable). Default: every schema in SCHEMATA_DOMAINS.",
+        )
+        parser.add_argument(
+            "--exclude",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="Leave this schema out (repeatable).",
+        )
+        parser.add_argument(
+            "--parallel",
+            type=int,
+            default=1,
+            metavar="N",
+            help="Run N worker processes, each reused for many schemas (default: 1, in process).",
+        )
+        parser.add_argument(
+            "--failfast",
+            action="store_true",
+            help="Start no new schema once one has failed.",
+        )
+
+    def select_schemas(self, schemas: list[str] | None, exclude: list[str]) -> list[str]:
+        """Return the chosen schema names in settings order; unknown names are an error."""
+        known = conf.databases.schemas
+        unknown = [name for name in [*(schemas or []), *exclude] if name not in known]
+        if unknown:
+            raise CommandError(
+                f"Unknown schema{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}. "
+                f"Schemas come from SCHEMATA_DOMAINS."
+            )
+        chosen = set(schemas) if schemas else set(known)
+        return [name for name in known if name in chosen and name not in exclude]
+
+    def create_missing(self, names: list[str]) -> None:
+        """Create the schemas among ``names`` that the database lacks, saying so."""
+        by_base: dict[str, list[str]] = {}
+        for name in names:
+            by_base.setdefault(conf.databases.schemas[name].base, []).append(name)
+        for base, members in by_base.items():
+            present = existing_schemas(base)
+            for name in members:
+                if name not in present and create_schema(name, base):
+                    self.stdout.write(f"[{name}] schema created")
+
+    def run_per_schema(
+        self,
+        job: str,
+        names: list[str],
+        options: dict[str, Any],
+        *,
+        parallel: int,
+        failfast: bool,
+        verbosity: int,
+        done: list[Outcome] | None = None,
+    ) -> Report:
+        """Run ``job`` for ``names``, print each schema's lines prefixed, then a summary.
+
+        ``done`` are outcomes known without running the job (schemas already up to date).
+        Raises ``CommandError`` listing every failed schema, or saying the run was interrupted.
+        """
+        if parallel < 1:
+            raise CommandError("--parallel must be at least 1.")
+        total = len(names) + len(done or [])
+        finished = list(done or [])
+
+        def show(outcome: Outcome, count: int, seconds_left: float) -> None:
+            finished.append(outcome)
+            for line in outcome.lines:
+                self.stdout.write(f"[{outcome.schema}] {line}")
+            if outcome.status == FAILED:
+                self.stderr.write(f"[{outcome.schema}] FAILED: {outcome.error}")
+            if verbosity >= 1 and total > 1:
+                failures = sum(1 for o in finished if o.status == FAILED)
+                self.stdout.write(
+                    f"Progress: {len(finished)}/{total} schemas, {failures} failed, "
+                    f"about {seconds_left:.0f}s left"
+                )
+
+        report = run_jobs(
+            job, names, options, parallel=parallel, failfast=failfast, on_outcome=show
+        )
+        counts = Counter(outcome.status for outcome in finished)
+        if verbosity >= 1:
+            parts = [f"{counts[status]} {status}" for status in sorted(counts)]
+            if report.interrupted or len(finished) < total:
+                parts.append(f"{total - len(finished)} not started")
+            self.stdout.write(f"Summary: {', '.join(parts) or 'no schema selected'}.")
+        if report.failed:
+            listing = "\n".join(f"  {o.schema}: {o.error}" for o in report.failed)
+            raise CommandError(
+                f"{len(report.failed)} schema{'s' if len(report.failed) > 1 else ''} "
+                f"failed:\n{listing}"
+            )
+        if report.interrupted:
+            raise CommandError(
+                f"Interrupted after {len(finished)} of {total} schemas; run the command again "
+                f"to finish.",
+                returncode=130,
+            )
+        return report

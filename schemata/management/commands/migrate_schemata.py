@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+from django.core.management.commands.migrate import Command as MigrateCommand
+from django.db import DEFAULT_DB_ALIAS
+
+from schemata.conf import conf
+from schemata.management.base import SchemaCommand
+from schemata.migrator import up_to_date_schemas
+from schemata.runner import Outcome
+
+#: Options of this command that are not migrate's.
+OWN_OPTIONS = {"schemas", "exclude", "parallel", "failfast", "list", "database"}
+#: BaseCommand options that migrate gets from this command unchanged.
+PASSED_BASE_OPTIONS = {"verbosity", "traceback", "no_color", "force_color"}
+
+
+class Command(SchemaCommand):
+    help = (
+        "Run migrate on every schema in SCHEMATA_DOMAINS (or those chosen with --schema), "
+        "each with its schema active. Takes every option of migrate. Schemas whose "
+        "django_migrations already lists every migration are skipped without running migrate."
+    )
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        MigrateCommand.add_arguments(self, parser)
+        self.add_schema_arguments(parser)
+        parser.add_argument(
+            "--list",
+            action="store_true",
+            help="Show each schema's migrations, as showmigrations does; apply nothing.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["database"] != DEFAULT_DB_ALIAS:
+            raise CommandError(
+                "migrate_schemata runs each schema on its own alias: choose schemas with "
+                "--schema NAME instead of --database."
+            )
+        names = self.select_schemas(options["schemas"], options["exclude"])
+        if not options.get("skip_checks"):
+            # Checks once, on the base database: not once per schema alias.
+            self.check(databases=[DEFAULT_DB_ALIAS])
+        verbosity = options["verbosity"]
+        run = {
+            "parallel": options["parallel"],
+            "failfast": options["failfast"],
+            "verbosity": verbosity,
+        }
+        if options["list"]:
+            labels = [options["app_label"]] if options["app_label"] else []
+            self.run_per_schema(
+                "schemata.migrator.show_migrations",
+                names,
+                {"app_label": labels, "verbosity": verbosity, "skip_checks": True},
+                **run,
+            )
+            return
+
+        migrate_options = {
+            key: value
+            for key, value in options.items()
+            if key not in OWN_OPTIONS and (key in PASSED_BASE_OPTIONS or key in _migrate_dests())
+        }
+        migrate_options["skip_checks"] = True
+        if options["parallel"] > 1:
+            migrate_options["interactive"] = False  # workers have no terminal to ask on
+        read_only = options["plan"] or options["check_unapplied"]
+        if not read_only:
+            self.create_missing(names)
+
+        done: list[Outcome] = []
+        if not (
+            options["app_label"] or options["run_syncdb"] or options["prune"] or options["plan"]
+        ):
+            current = set()
+            for base in {conf.databases.schemas[name].base for name in names}:
+                current |= up_to_date_schemas(names, using=base)
+            done = [Outcome(name, "up to date") for name in names if name in current]
+            names = [name for name in names if name not in current]
+        self.run_per_schema(
+            "schemata.migrator.migrate_schema", names, migrate_options, **run, done=done
+        )
+
+
+def _migrate_dests() -> set[str]:
+    parser = MigrateCommand().create_parser("manage.py", "migrate")
+    return {action.dest for action in parser._actions}

@@ -1,0 +1,120 @@
+"""Per-schema jobs for the commands, and finding the schemas that need no migration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from io import StringIO
+from typing import Any
+
+from django.core.management import call_command
+from django.db import connections
+from django.db.migrations.loader import MigrationLoader
+from django.db.models.signals import post_migrate
+
+from schemata.connections import release_idle_connections
+from schemata.runner import FAILED, Outcome
+from schemata.state import override
+
+Key = tuple[str, str]
+
+#: UNION ALL arms per query when reading every schema's django_migrations.
+BATCH = 500
+
+
+def migrate_schema(schema: str, options: dict[str, Any]) -> Outcome:
+    """Run ``migrate`` on ``schema``'s alias with the schema active (``RunPython`` included)."""
+    plans: list[Any] = []
+
+    def capture(sender: Any, using: str, plan: Any = None, **kwargs: Any) -> None:
+        if using == schema:
+            plans.append(plan)
+
+    post_migrate.connect(capture, weak=False, dispatch_uid=f"schemata.capture.{schema}")
+    try:
+        outcome = _call(schema, "migrate", [], {**options, "database": schema})
+    finally:
+        post_migrate.disconnect(dispatch_uid=f"schemata.capture.{schema}")
+    if outcome.status == FAILED:
+        return outcome
+    if options.get("plan"):
+        return outcome
+    return Outcome(schema, "applied" if any(plans) else "up to date", outcome.lines)
+
+
+def show_migrations(schema: str, options: dict[str, Any]) -> Outcome:
+    """Run ``showmigrations [app_label...]`` on ``schema``'s alias."""
+    kwargs = {key: value for key, value in options.items() if key != "app_label"}
+    return _call(schema, "showmigrations", options["app_label"], {**kwargs, "database": schema})
+
+
+def run_command(schema: str, options: dict[str, Any]) -> Outcome:
+    """Run ``options["command"]`` with ``options["args"]``, ``schema`` active (and its alias
+    as ``database`` when ``options["database"]``)."""
+    kwargs = {"database": schema} if options["database"] else {}
+    return _call(schema, options["command"], options["args"], kwargs)
+
+
+def _call(schema: str, name: str, args: list[str], kwargs: dict[str, Any]) -> Outcome:
+    out, err = StringIO(), StringIO()
+    try:
+        with override(schema):
+            call_command(name, *args, stdout=out, stderr=err, **kwargs)
+    except SystemExit as exc:  # `migrate --check` exits 1 when migrations are unapplied
+        if exc.code:
+            return Outcome(schema, FAILED, _lines(out, err), "unapplied migrations")
+    except Exception as exc:
+        return Outcome(schema, FAILED, _lines(out, err), f"{type(exc).__name__}: {exc}")
+    finally:
+        # A loop of commands would otherwise keep every schema's connection (and connection
+        # object) alive.
+        connections[schema].close()
+        release_idle_connections()
+    return Outcome(schema, "done", _lines(out, err))
+
+
+def _lines(*streams: StringIO) -> tuple[str, ...]:
+    return tuple(line for stream in streams for line in stream.getvalue().splitlines())
+
+
+def up_to_date_schemas(schemas: list[str], using: str = "default") -> set[str]:
+    """Return the schemas whose ``django_migrations`` already holds every migration on disk.
+
+    Reads every schema's table in a few queries on ``using``, whatever the number of schemas.
+    """
+    graph = MigrationLoader(None, ignore_no_migrations=True).graph
+    replaces = {key: set(graph.nodes[key].replaces) for key in graph.nodes}
+    return {
+        schema
+        for schema, applied in applied_migrations(schemas, using).items()
+        # A squashed migration counts as applied when everything it replaces is.
+        if all(
+            key in applied or (replaces[key] and replaces[key] <= applied) for key in graph.nodes
+        )
+    }
+
+
+def applied_migrations(schemas: Iterable[str], using: str = "default") -> dict[str, set[Key]]:
+    """Map each schema that has a ``django_migrations`` table to the migrations it records."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        # to_regclass on a qualified name: the search path of `using` plays no part.
+        cursor.execute(
+            "SELECT s FROM unnest(%s::text[]) AS s "
+            "WHERE to_regclass(format('%%I.django_migrations', s)) IS NOT NULL",
+            [list(schemas)],
+        )
+        present = [row[0] for row in cursor.fetchall()]
+        applied: dict[str, set[Key]] = {schema: set() for schema in present}
+        for start in range(0, len(present), BATCH):
+            batch = present[start : start + BATCH]
+            cursor.execute(
+                " UNION ALL ".join(
+                    f"SELECT %s, app, name FROM {connection.ops.quote_name(schema)}."
+                    f"django_migrations"
+                    for schema in batch
+                ),
+                batch,
+            )
+            for schema, app, name in cursor.fetchall():
+                applied[schema].add((app, name))
+    return applied

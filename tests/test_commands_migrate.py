@@ -1,0 +1,431 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connections
+from django.db.backends.signals import connection_created
+from django.db.migrations.loader import MigrationLoader
+from django.db.models.signals import pre_migrate
+
+from schemata.migrator import applied_migrations, up_to_date_schemas
+
+FRESH = ("fresh1", "fresh2", "fresh3", "fresh4")
+ON_DISK = set(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
+
+
+def drop_fresh() -> None:
+    connections.close_all()
+    with connections["default"].cursor() as cursor:
+        for name in FRESH:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+@pytest.fixture
+def fresh(transactional_db: None) -> Iterator[None]:
+    """Start and end without the fresh1..fresh4 schemas; their changes are committed."""
+    drop_fresh()
+    yield
+    drop_fresh()
+
+
+def run(*args: str, **options: Any) -> list[str]:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=out, **options)
+    return out.getvalue().splitlines()
+
+
+def migrate_fresh(*names: str, **options: Any) -> list[str]:
+    args = [arg for name in names for arg in ("--schema", name)]
+    return run("migrate_schemata", *args, interactive=False, **options)
+
+
+def relation(name: str) -> str | None:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)::text", [name])
+        return cursor.fetchone()[0]  # type: ignore[index, no-any-return]
+
+
+def seeds(schema: str) -> int:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {schema}.seedapp_seed")
+        return cursor.fetchone()[0]  # type: ignore[index, no-any-return]
+
+
+def recorded(schema: str) -> set[tuple[str, str]]:
+    return applied_migrations([schema]).get(schema, set())
+
+
+def sabotage(schema: str) -> None:
+    """Make ``schema``'s migration fail: a table the first test app migration creates."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(f"CREATE SCHEMA {schema}")
+        cursor.execute(f"CREATE TABLE {schema}.testapp_note (id int)")
+
+
+@pytest.mark.usefixtures("fresh")
+class TestMigrateSchemata:
+    def test_a_fresh_schema_is_created_and_fully_migrated_beside_a_migrated_public(self) -> None:
+        assert relation("public.django_migrations") == "django_migrations"
+
+        lines = migrate_fresh("fresh1")
+
+        assert lines[:2] == ["[fresh1] schema created", "[fresh1] Operations to perform:"]
+        assert "[fresh1]   Applying testapp.0001_initial... OK" in lines
+        assert lines[-1] == "Summary: 1 applied."
+        assert recorded("fresh1") == ON_DISK
+        assert relation("fresh1.testapp_note") == "fresh1.testapp_note"
+
+    def test_run_python_without_using_writes_into_the_schema_being_migrated(self) -> None:
+        public_before = seeds("public")
+
+        migrate_fresh("fresh1")
+
+        assert seeds("fresh1") == 1
+        assert seeds("public") == public_before
+
+    def test_schema_tables_are_found_in_the_schema_not_through_the_search_path(self) -> None:
+        migrate_fresh("fresh1")
+        connection = connections["fresh1"]
+
+        with connection.cursor() as cursor:
+            tables = connection.introspection.table_names(cursor)
+
+        assert "django_migrations" in tables
+        assert "testapp_note" in tables
+        connection.close()
+
+    def test_a_rerun_skips_up_to_date_schemas_without_running_migrate(self) -> None:
+        migrate_fresh("fresh1", "fresh2")
+        calls: list[str] = []
+        pre_migrate.connect(
+            lambda using, **kwargs: calls.append(using), weak=False, dispatch_uid="test.calls"
+        )
+
+        try:
+            lines = migrate_fresh("fresh1", "fresh2")
+        finally:
+            pre_migrate.disconnect(dispatch_uid="test.calls")
+
+        assert calls == []
+        assert lines == [
+            "Summary: 2 up to date.",
+        ]
+
+    def test_up_to_date_detection_reads_every_schema_in_one_query(self) -> None:
+        migrate_fresh("fresh1")
+        connection = connections["default"]
+        queries: list[str] = []
+
+        with connection.execute_wrapper(
+            lambda execute, sql, *args: (queries.append(sql), execute(sql, *args))[1]
+        ):
+            current = up_to_date_schemas(["fresh1", "fresh2", "alpha", "t00"])
+
+        assert current == {"fresh1", "alpha"}
+        assert len(queries) == 2  # which schemas have the table; what they record
+
+    def test_fake_passes_through(self) -> None:
+        migrate_fresh("fresh1", fake=True)
+
+        assert recorded("fresh1") == ON_DISK
+        assert relation("fresh1.testapp_note") is None
+
+    def test_check_reports_schemas_with_unapplied_migrations(self) -> None:
+        migrate_fresh("fresh1")
+        run("manage_schemata")
+
+        with pytest.raises(CommandError) as excinfo:
+            migrate_fresh("fresh1", "fresh2", check_unapplied=True)
+
+        assert str(excinfo.value) == "1 schema failed:\n  fresh2: unapplied migrations"
+        assert recorded("fresh2") == set()
+
+    def test_plan_passes_through_and_applies_nothing(self) -> None:
+        run("manage_schemata")
+
+        lines = migrate_fresh("fresh1", plan=True)
+
+        assert "[fresh1] Planned operations:" in lines
+        assert "[fresh1] testapp.0001_initial" in lines
+        assert lines[-1] == "Summary: 1 done."
+        assert recorded("fresh1") == set()
+
+    def test_app_label_and_migration_name_pass_through(self) -> None:
+        migrate_fresh("fresh1")
+
+        lines = migrate_fresh("fresh1", app_label="seedapp", migration_name="0001")
+
+        assert "[fresh1]   Unapplying seedapp.0002_seed... OK" in lines
+        assert recorded("fresh1") == ON_DISK - {("seedapp", "0002_seed")}
+
+    def test_a_failing_schema_does_not_stop_the_others(self) -> None:
+        sabotage("fresh2")
+
+        with pytest.raises(CommandError) as excinfo:
+            migrate_fresh("fresh1", "fresh2", "fresh3")
+
+        message = str(excinfo.value)
+        assert message.startswith(
+            '1 schema failed:\n  fresh2: ProgrammingError: relation "testapp_note" already exists'
+        )
+        assert excinfo.value.returncode == 1
+        assert recorded("fresh1") == ON_DISK
+        assert recorded("fresh3") == ON_DISK
+        assert ("testapp", "0001_initial") not in recorded("fresh2")
+
+    def test_failures_are_listed_in_the_output_and_the_summary(self) -> None:
+        sabotage("fresh2")
+        out = StringIO()
+
+        with pytest.raises(CommandError):
+            call_command(
+                "migrate_schemata",
+                "--schema",
+                "fresh1",
+                "--schema",
+                "fresh2",
+                interactive=False,
+                stdout=out,
+                stderr=out,
+            )
+
+        lines = out.getvalue().splitlines()
+        assert any(
+            line.startswith('[fresh2] FAILED: ProgrammingError: relation "testapp_note"')
+            for line in lines
+        )
+        assert [line for line in lines if line.startswith("Progress:")][0].startswith(
+            "Progress: 1/2 schemas, 0 failed, about "
+        )
+        assert lines[-1] == "Summary: 1 applied, 1 failed."
+
+    def test_failfast_starts_no_schema_after_a_failure(self) -> None:
+        sabotage("fresh1")
+        out = StringIO()
+
+        with pytest.raises(CommandError):
+            call_command(
+                "migrate_schemata",
+                *[arg for n in FRESH for arg in ("--schema", n)],
+                failfast=True,
+                interactive=False,
+                stdout=out,
+                stderr=out,
+            )
+
+        assert out.getvalue().splitlines()[-1] == "Summary: 1 failed, 3 not started."
+        assert recorded("fresh2") == set()
+
+    def test_parallel_workers_migrate_every_schema_and_collect_failures(self) -> None:
+        sabotage("fresh3")
+
+        with pytest.raises(CommandError) as excinfo:
+            migrate_fresh(*FRESH, parallel=2)
+
+        assert str(excinfo.value).startswith("1 schema failed:\n  fresh3: ProgrammingError")
+        for name in ("fresh1", "fresh2", "fresh4"):
+            assert recorded(name) == ON_DISK
+            assert seeds(name) == 1
+
+    def test_parallel_output_is_prefixed_whole_lines(self) -> None:
+        lines = migrate_fresh("fresh1", "fresh2", parallel=2)
+
+        schema_lines = [line for line in lines if line.startswith("[")]
+        assert {line.split("]")[0] for line in schema_lines} == {"[fresh1", "[fresh2"}
+        assert "[fresh1]   Applying testapp.0001_initial... OK" in lines
+        assert "[fresh2]   Applying testapp.0001_initial... OK" in lines
+        assert lines[-1] == "Summary: 2 applied."
+
+    def test_an_interrupted_run_stops_between_schemas_and_a_rerun_finishes(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("SCHEMATA_TEST_INTERRUPT", "fresh1")
+
+        with pytest.raises(CommandError) as excinfo:
+            migrate_fresh("fresh1", "fresh2", "fresh3")
+
+        assert excinfo.value.returncode == 130
+        assert str(excinfo.value) == (
+            "Interrupted after 1 of 3 schemas; run the command again to finish."
+        )
+        assert recorded("fresh1") == ON_DISK
+        assert recorded("fresh2") == set()
+
+        monkeypatch.delenv("SCHEMATA_TEST_INTERRUPT")
+        lines = migrate_fresh("fresh1", "fresh2", "fresh3")
+
+        assert lines[-1] == "Summary: 2 applied, 1 up to date."
+        assert all(recorded(name) == ON_DISK for name in ("fresh1", "fresh2", "fresh3"))
+
+    def test_an_interrupted_parallel_run_lets_running_schemas_finish(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("SCHEMATA_TEST_INTERRUPT", "fresh1")
+        monkeypatch.setenv("SCHEMATA_TEST_INTERRUPT_PARENT", "1")
+
+        with pytest.raises(CommandError) as excinfo:
+            migrate_fresh(*FRESH, parallel=2)
+
+        assert excinfo.value.returncode == 130
+        assert str(excinfo.value).startswith("Interrupted after ")
+        # Every schema is either fully migrated or untouched.
+        assert {frozenset(recorded(name)) for name in FRESH} <= {frozenset(ON_DISK), frozenset()}
+        assert recorded("fresh4") == set()
+
+        monkeypatch.delenv("SCHEMATA_TEST_INTERRUPT")
+        migrate_fresh(*FRESH, parallel=2)
+
+        assert all(recorded(name) == ON_DISK for name in FRESH)
+
+    def test_list_shows_each_schemas_migrations(self) -> None:
+        lines = run(
+            "migrate_schemata", "--list", "testapp", "--schema", "alpha", "--schema", "beta"
+        )
+
+        assert lines == [
+            "[alpha] testapp",
+            "[alpha]  [X] 0001_initial",
+            "Progress: 1/2 schemas, 0 failed, about 0s left",
+            "[beta] testapp",
+            "[beta]  [X] 0001_initial",
+            "Progress: 2/2 schemas, 0 failed, about 0s left",
+            "Summary: 2 done.",
+        ]
+
+    def test_sync_schemata_runs_migrate_with_run_syncdb(self) -> None:
+        lines = run("sync_schemata", "--schema", "fresh4", interactive=False)
+
+        assert "[fresh4] Operations to perform:" in lines
+        assert "[fresh4]   Synchronize unmigrated apps: schemata" in lines
+        assert lines[-1] == "Summary: 1 applied."
+        assert recorded("fresh4") == ON_DISK
+
+
+@pytest.mark.django_db
+class TestSelection:
+    def test_exclude_leaves_schemas_out(self) -> None:
+        lines = run(
+            "migrate_schemata",
+            "--list",
+            "testapp",
+            "--schema",
+            "alpha",
+            "--schema",
+            "beta",
+            "--exclude",
+            "alpha",
+        )
+
+        assert lines[0] == "[beta] testapp"
+
+    def test_unknown_schemas_are_an_error(self) -> None:
+        with pytest.raises(CommandError) as excinfo:
+            run("migrate_schemata", "--schema", "nope", "--exclude", "nada")
+
+        assert str(excinfo.value) == (
+            "Unknown schemas: nope, nada. Schemas come from SCHEMATA_DOMAINS."
+        )
+
+    def test_database_is_refused(self) -> None:
+        with pytest.raises(CommandError) as excinfo:
+            run("migrate_schemata", database="alpha")
+
+        assert str(excinfo.value) == (
+            "migrate_schemata runs each schema on its own alias: choose schemas with "
+            "--schema NAME instead of --database."
+        )
+
+    def test_parallel_must_be_positive(self) -> None:
+        with pytest.raises(CommandError, match="--parallel must be at least 1."):
+            run("migrate_schemata", "--schema", "alpha", "--parallel", "0")
+
+
+@pytest.mark.django_db
+class TestEachSchema:
+    def test_runs_a_command_on_each_schemas_alias(self) -> None:
+        lines = run(
+            "each_schema", "--schema", "alpha", "--schema", "beta", "showmigrations", "testapp"
+        )
+
+        assert lines == [
+            "[alpha] testapp",
+            "[alpha]  [X] 0001_initial",
+            "Progress: 1/2 schemas, 0 failed, about 0s left",
+            "[beta] testapp",
+            "[beta]  [X] 0001_initial",
+            "Progress: 2/2 schemas, 0 failed, about 0s left",
+            "Summary: 2 done.",
+        ]
+
+    def test_runs_a_command_without_database_option_with_the_schema_active(self) -> None:
+        lines = run(
+            "each_schema",
+            "--schema",
+            "t00",
+            "--schema",
+            "t01",
+            "--parallel",
+            "2",
+            "whereami",
+            "--verbosity",
+            "0",
+        )
+
+        assert sorted(line for line in lines if line.startswith("[")) == [
+            "[t00] t00: 0 notes",
+            "[t01] t01: 0 notes",
+        ]
+
+    def test_an_explicit_database_is_left_to_the_command(self) -> None:
+        lines = run(
+            "each_schema",
+            "--schema",
+            "alpha",
+            "showmigrations",
+            "testapp",
+            "--database",
+            "default",
+            verbosity=0,
+        )
+
+        assert lines == ["[alpha] testapp", "[alpha]  [X] 0001_initial"]
+
+    def test_unknown_command(self) -> None:
+        with pytest.raises(CommandError, match="Unknown command: 'nope'."):
+            run("each_schema", "nope")
+
+    def test_each_schema_cannot_run_itself(self) -> None:
+        with pytest.raises(CommandError, match="each_schema cannot run itself."):
+            run("each_schema", "each_schema", "whereami")
+
+
+@pytest.mark.django_db(transaction=True)
+class TestCommandsDoNotWalkSchemas:
+    @pytest.fixture
+    def opened(self) -> Iterator[list[str]]:
+        aliases: list[str] = []
+
+        def receiver(connection: Any, **kwargs: Any) -> None:
+            aliases.append(connection.alias)
+
+        connection_created.connect(receiver, dispatch_uid="test.opened")
+        connections.close_all()
+        yield aliases
+        connection_created.disconnect(dispatch_uid="test.opened")
+
+    def test_check_looks_at_the_base_alias_only(self, opened: list[str]) -> None:
+        run("check", "--database", "default")
+
+        assert list(connections) == ["default"]
+        assert opened == []
+
+    def test_makemigrations_check_opens_no_schema_connection(self, opened: list[str]) -> None:
+        lines = run("makemigrations", "--check", "--dry-run")
+
+        assert lines == ["No changes detected"]
+        assert set(opened) <= {"default"}
