@@ -1,0 +1,1 @@
+"""Benchmarks for django-schemata; run the scripts here directly, see README.md."""
