@@ -8,11 +8,13 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
+from django.db.backends.postgresql.base import DatabaseWrapper
 from django.db.backends.signals import connection_created
 from django.db.migrations.loader import MigrationLoader
 from django.db.models.signals import pre_migrate
 
 from schemata.migrator import applied_migrations, up_to_date_schemas
+from tests.testapp.models import Note
 
 FRESH = ("fresh1", "fresh2", "fresh3", "fresh4")
 ON_DISK = set(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
@@ -60,6 +62,14 @@ def recorded(schema: str) -> set[tuple[str, str]]:
     return applied_migrations([schema]).get(schema, set())
 
 
+def with_public_on_path(alias: str) -> None:
+    """Give this thread a connection for ``alias`` whose search path also holds ``public``."""
+    settings = connections[alias].settings_dict
+    options = {**settings["OPTIONS"], "options": f"-c search_path={alias},public"}
+    connections[alias].close()
+    connections[alias] = DatabaseWrapper({**settings, "OPTIONS": options}, alias)
+
+
 def sabotage(schema: str) -> None:
     """Make ``schema``'s migration fail: a table the first test app migration creates."""
     with connections["default"].cursor() as cursor:
@@ -88,16 +98,31 @@ class TestMigrateSchemata:
         assert seeds("fresh1") == 1
         assert seeds("public") == public_before
 
-    def test_schema_tables_are_found_in_the_schema_not_through_the_search_path(self) -> None:
-        migrate_fresh("fresh1")
+    def test_a_fresh_schema_with_public_on_its_path_is_still_fully_migrated(self) -> None:
+        run("manage_schemata")
+        with_public_on_path("fresh1")
         connection = connections["fresh1"]
 
         with connection.cursor() as cursor:
-            tables = connection.introspection.table_names(cursor)
+            assert connection.introspection.table_names(cursor) == []
+        call_command("migrate", database="fresh1", verbosity=0)
 
-        assert "django_migrations" in tables
-        assert "testapp_note" in tables
+        assert recorded("fresh1") == ON_DISK
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW search_path")
+            assert cursor.fetchone() == ("fresh1,public",)
+            assert "testapp_note" in connection.introspection.table_names(cursor)
         connection.close()
+
+    def test_flushing_an_empty_schema_leaves_public_alone(self) -> None:
+        Note.objects.using("default").create(title="public survives")
+        run("manage_schemata")
+        with_public_on_path("fresh1")
+
+        call_command("flush", database="fresh1", interactive=False, verbosity=0)
+
+        assert Note.objects.using("default").filter(title="public survives").exists()
+        connections["fresh1"].close()
 
     def test_a_rerun_skips_up_to_date_schemas_without_running_migrate(self) -> None:
         migrate_fresh("fresh1", "fresh2")
