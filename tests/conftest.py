@@ -9,6 +9,8 @@ from django.db import connections, transaction
 
 from schemata.schemas import create_schema
 
+pytest_plugins = ["pytester"]
+
 #: Schemas with every app migrated; the t00..t63 schemas only get the test app's tables.
 FULL_SCHEMAS = ("alpha", "beta")
 LIGHT_SCHEMAS = tuple(f"t{i:02}" for i in range(64))

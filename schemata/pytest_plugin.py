@@ -1,0 +1,131 @@
+"""pytest fixtures for projects that use django-schemata, on top of pytest-django.
+
+Registered through the ``pytest11`` entry point: installing django-schemata is enough.
+Every test that uses the database gets its schema writes rolled back (or flushed, for
+transactional tests) on every schema alias it touches; the schemas are created and migrated in
+the test database once per session, before the first such test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from django.test import Client
+
+    from schemata.databases import Schema
+
+TRANSACTIONAL_FIXTURES = {"transactional_db", "live_server", "django_db_reset_sequences"}
+DB_FIXTURES = {"db", *TRANSACTIONAL_FIXTURES}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "schemata_parallel",
+        "Worker processes that migrate the schemas at the start of the session (default 1).",
+        default="1",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "schema(name): the schema that the `schema` fixture activates."
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "every_schema" in metafunc.fixturenames:
+        from schemata.conf import conf
+
+        names = list(conf.databases.schemas)
+        metafunc.parametrize("every_schema", names, ids=names, indirect=True)
+
+
+def _uses_db(request: pytest.FixtureRequest) -> tuple[bool, bool]:
+    """Whether the test uses the database, and whether transactionally (as pytest-django)."""
+    marker = request.node.get_closest_marker("django_db")
+    names = set(request.fixturenames)
+    transactional = bool(names & TRANSACTIONAL_FIXTURES) or bool(
+        marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences"))
+    )
+    return marker is not None or bool(names & DB_FIXTURES), transactional
+
+
+@pytest.fixture(scope="session")
+def schemata_setup(
+    django_db_setup: None, django_db_blocker: Any, pytestconfig: Any
+) -> Iterator[None]:
+    """Create and migrate every schema of ``SCHEMATA_DOMAINS`` in the test database, once.
+
+    With ``--reuse-db`` the schemas are kept between sessions and only checked. Schema
+    connections are closed at the end, so that the test database can be dropped.
+    """
+    from django.db import connections
+
+    from schemata.testing import setup_schemas
+
+    with django_db_blocker.unblock():
+        setup_schemas(parallel=int(pytestconfig.getini("schemata_parallel")))
+    yield
+    with django_db_blocker.unblock():
+        connections.close_all()
+
+
+@pytest.fixture(autouse=True)
+def _schemata_isolation(request: pytest.FixtureRequest) -> Iterator[None]:
+    from schemata.testing import Layer, SchemataTestMixin
+
+    uses_db, transactional = _uses_db(request)
+    if not uses_db or isinstance(request.instance, SchemataTestMixin):
+        yield
+        return
+    request.getfixturevalue("schemata_setup")
+    blocker = request.getfixturevalue("django_db_blocker")
+    layer = Layer(transactional).start()
+    try:
+        yield
+    finally:
+        with blocker.unblock():
+            layer.stop()
+
+
+def _activate(request: pytest.FixtureRequest, name: str) -> Iterator[Schema]:
+    from schemata.state import _current, get_schema
+
+    schema = get_schema(name)
+    token = _current.set(schema)
+    try:
+        yield schema
+    finally:
+        _current.reset(token)
+
+
+@pytest.fixture
+def schema(request: pytest.FixtureRequest, db: None) -> Iterator[Schema]:
+    """Activate a schema for the test and return it; its writes are rolled back after.
+
+    The schema is the one named by ``@pytest.mark.schema("name")``, else the first schema in
+    ``SCHEMATA_DOMAINS``.
+    """
+    from schemata.conf import conf
+
+    marker = request.node.get_closest_marker("schema")
+    name = marker.args[0] if marker else next(iter(conf.databases.schemas))
+    yield from _activate(request, name)
+
+
+@pytest.fixture
+def every_schema(request: pytest.FixtureRequest, db: None) -> Iterator[Schema]:
+    """Run the test once per schema in ``SCHEMATA_DOMAINS``, with that schema active."""
+    yield from _activate(request, request.param)
+
+
+@pytest.fixture
+def schema_client(schema: Schema) -> Client:
+    """A Django test ``Client`` whose requests carry the active schema's first domain as Host."""
+    from django.test import Client
+
+    return Client(HTTP_HOST=schema.domains[0])

@@ -1,0 +1,278 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import environ
+import psycopg
+import pytest
+
+TEST_DB = f"schemata_plugin_{os.getpid()}"
+
+SETTINGS = f"""
+import environ
+from schemata import expand_databases
+
+env = environ.Env()
+SECRET_KEY = "x"
+USE_TZ = True
+ALLOWED_HOSTS = [".example.com"]
+ROOT_URLCONF = "urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "schemata",
+    "shop",
+]
+MIDDLEWARE = ["schemata.middleware.SchemataMiddleware"]
+DATABASE_ROUTERS = ["schemata.routers.SchemataRouter"]
+SCHEMATA_DOMAINS = {{
+    "alpha.example.com": {{"schema_name": "alpha"}},
+    "beta.example.com": {{"schema_name": "beta"}},
+}}
+DATABASES = expand_databases(
+    {{"default": {{**env.db(), "TEST": {{"NAME": "{TEST_DB}"}}}}}}, SCHEMATA_DOMAINS
+)
+"""
+
+MODELS = """
+from django.db import models
+
+
+class Item(models.Model):
+    name = models.CharField(max_length=50)
+"""
+
+MIGRATION = """
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    initial = True
+    dependencies = []
+    operations = [
+        migrations.CreateModel(
+            name="Item",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False)),
+                ("name", models.CharField(max_length=50)),
+            ],
+        ),
+    ]
+"""
+
+URLS = """
+from django.http import HttpResponse
+from django.urls import path
+
+import schemata
+from shop.models import Item
+
+
+def home(request):
+    return HttpResponse(f"{schemata.get_current_schema().name}:{Item.objects.count()}")
+
+
+urlpatterns = [path("", home)]
+"""
+
+CONFTEST = """
+from django.db.models.signals import pre_migrate
+
+
+def pytest_configure(config):
+    open("migrated.txt", "w").close()
+
+    def record(using, **kwargs):
+        with open("migrated.txt", "a") as log:
+            log.write(using + "\\n")
+
+    pre_migrate.connect(record, weak=False)
+"""
+
+TESTS = """
+import factory
+import pytest
+from django.core.management import call_command
+from django.test import TestCase
+
+import schemata
+from schemata.testing import SchemataTestCase
+from shop.models import Item
+
+
+class ItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Item
+
+    name = factory.Sequence(lambda n: f"item {n}")
+
+
+def count(alias):
+    return Item.objects.using(alias).count()
+
+
+def test_schema_fixture_activates_the_first_schema(schema):
+    Item.objects.create(name="one")
+    assert schema.name == "alpha"
+    assert count("alpha") == 1
+
+
+def test_writes_of_the_previous_test_were_rolled_back(schema):
+    assert count("alpha") == 0
+
+
+@pytest.mark.django_db
+def test_any_schema_touched_in_a_db_test_is_isolated():
+    with schemata.override("beta"):
+        Item.objects.create(name="beta")
+    assert count("beta") == 1
+
+
+@pytest.mark.django_db
+def test_so_the_next_test_sees_none_of_it():
+    assert count("beta") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_tests_commit():
+    with schemata.override("alpha"):
+        ItemFactory()
+    assert count("alpha") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_and_are_flushed_after():
+    assert count("alpha") == 0
+
+
+@pytest.mark.schema("beta")
+def test_the_schema_marker_chooses_the_schema(schema, schema_client):
+    ItemFactory.create_batch(2)
+    response = schema_client.get("/")
+    assert response.content == b"beta:2"
+    assert count("beta") == 2
+    assert count("default") == 0
+
+
+def test_every_schema_runs_once_per_schema(every_schema):
+    assert schemata.get_current_schema() is every_schema
+    assert count(every_schema.alias) == 0
+
+
+def test_a_test_without_the_database_is_left_alone():
+    assert schemata.get_current_schema() is None
+
+
+class ItemTests(SchemataTestCase):
+    schema = "alpha"
+
+    @classmethod
+    def setUpTestData(cls):
+        with schemata.override("alpha"):
+            ItemFactory(name="class-wide")
+
+    def test_sees_class_data_and_writes(self):
+        ItemFactory(name="mine")
+        assert count("alpha") == 2
+        assert self.client.get("/").content == b"alpha:2"
+
+    def test_writes_of_other_tests_are_gone(self):
+        assert list(Item.objects.values_list("name", flat=True)) == ["class-wide"]
+
+
+@pytest.mark.django_db
+def test_class_data_is_gone_after_the_class():
+    assert count("alpha") == 0
+"""
+
+
+def drop_test_database() -> None:
+    config = environ.Env.db_url_config(os.environ["DATABASE_URL"])
+    options = config.get("OPTIONS", {})
+    with psycopg.connect(
+        host=config["HOST"] or options.get("host"),
+        port=config["PORT"] or None,
+        user=config["USER"],
+        password=config["PASSWORD"],
+        dbname=config["NAME"],
+        autocommit=True,
+    ) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+
+
+@pytest.fixture
+def project(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[pytest.Pytester]:
+    """A throwaway Django project that uses django-schemata and its pytest plugin."""
+    # The project's pytest.ini names its settings; this suite's would win from the environment.
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE")
+    pytester.makefile(
+        ".ini",
+        pytest="[pytest]\nDJANGO_SETTINGS_MODULE = settings\npythonpath = .\n",
+    )
+    pytester.makepyfile(
+        settings=SETTINGS,
+        urls=URLS,
+        conftest=CONFTEST,
+        test_shop=TESTS,
+        **{
+            "shop/__init__": "",
+            "shop/models": MODELS,
+            "shop/migrations/__init__": "",
+            "shop/migrations/0001_initial": MIGRATION,
+        },
+    )
+    drop_test_database()
+    yield pytester
+    drop_test_database()
+
+
+def migrated(project: pytest.Pytester) -> list[str]:
+    return (project.path / "migrated.txt").read_text().split()
+
+
+def test_the_plugin_isolates_schemas_in_a_users_project(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=13)
+    assert sorted(set(migrated(project))) == ["alpha", "beta", "default"]
+
+
+def test_reuse_db_keeps_the_migrated_schemas(project: pytest.Pytester) -> None:
+    first = project.runpytest_subprocess("--reuse-db", "-p", "no:cacheprovider")
+    first_migrated = migrated(project)
+    second = project.runpytest_subprocess("--reuse-db", "-p", "no:cacheprovider")
+    second_migrated = migrated(project)
+    third = project.runpytest_subprocess("--create-db", "-p", "no:cacheprovider")
+
+    for result in (first, second, third):
+        result.assert_outcomes(passed=13)
+    assert {"alpha", "beta"} <= set(first_migrated)
+    assert not {"alpha", "beta"} & set(second_migrated)
+    assert {"alpha", "beta"} <= set(migrated(project))
+
+
+@pytest.fixture
+def bare(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """An empty directory to run pytest in, without this suite's Django settings."""
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE")
+    return pytester
+
+
+def test_the_plugin_is_registered_through_its_entry_point(bare: pytest.Pytester) -> None:
+    result = bare.runpytest_subprocess("--trace-config", "-p", "no:cacheprovider")
+
+    assert any("schemata.pytest_plugin" in line for line in result.outlines)
+
+
+@pytest.mark.parametrize("fixture", ["schema", "every_schema", "schema_client", "schemata_setup"])
+def test_every_public_fixture_has_a_docstring(bare: pytest.Pytester, fixture: str) -> None:
+    result = bare.runpytest_subprocess("--fixtures", "-p", "no:cacheprovider")
+
+    lines = result.outlines
+    heading = next(i for i, line in enumerate(lines) if line.startswith(f"{fixture} "))
+    assert "pytest_plugin.py" in lines[heading]
+    assert lines[heading + 1].startswith("    ") and lines[heading + 1].strip()
