@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.exceptions import ImproperlyConfigured
 from django.db.utils import load_backend
 
 from schemata.conf import conf
-from schemata.databases import SchemataDatabases, expand_databases
+from schemata.databases import SchemataDatabases, expand_databases, schema_name_problem
+from schemata.schemas import misplaced_extensions, public_leftovers
 
 ROUTER = "schemata.routers.SchemataRouter"
 MIDDLEWARE = "schemata.middleware.SchemataMiddleware"
@@ -99,3 +100,79 @@ def _expands(databases: SchemataDatabases, domains: Any) -> bool:
     return {h: s.name for h, s in expected.domains.items()} == {
         h: s.name for h, s in databases.domains.items()
     }
+
+
+@register()
+def check_shared_apps(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    shared = conf.SHARED_APPS
+    installed = {config.label for config in apps.get_app_configs()}
+    for label in sorted(shared - installed):
+        errors.append(
+            Error(
+                f"SCHEMATA_SHARED_APPS names {label!r}, which is not an installed app label.",
+                hint="Use app labels (the last part of the app's name, or its AppConfig.label).",
+                id="schemata.E008",
+            )
+        )
+    for name in conf.EXTENSION_SCHEMAS:
+        problem = schema_name_problem(name) if name != "public" else None
+        if problem:
+            errors.append(Error(f"SCHEMATA_EXTENSION_SCHEMAS: {problem}", id="schemata.E009"))
+    for model in apps.get_models(include_auto_created=True):
+        if model._meta.app_label not in shared:
+            continue
+        for field in model._meta.get_fields():
+            related = field.related_model
+            if (
+                field.concrete
+                and field.is_relation
+                and isinstance(related, type)
+                and related._meta.app_label not in shared
+            ):
+                errors.append(
+                    Error(
+                        f"{model._meta.label}.{field.name} (shared, in public) points to "
+                        f"{related._meta.label}, whose tables are in each schema.",
+                        hint="A table in public cannot reference a table of every schema: make "
+                        f"{related._meta.app_label!r} shared, or move the relation to a tenant "
+                        "model.",
+                        obj=field,
+                        id="schemata.E010",
+                    )
+                )
+    return errors
+
+
+@register(Tags.database)
+def check_database(
+    app_configs: Sequence[AppConfig] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    if "default" not in (databases or ()) or not conf.SHARED_APPS:
+        return []
+    errors: list[CheckMessage] = []
+    for table, label in public_leftovers().items():
+        errors.append(
+            Error(
+                f"public.{table} belongs to the tenant app {label!r}: a schema that lacks its "
+                f"own {table} would silently read and write this one.",
+                hint=f"Move it into a schema with 'manage.py move_app {label} --to SCHEMA' "
+                f"or drop it.",
+                id="schemata.E011",
+            )
+        )
+    for extension, schema in misplaced_extensions().items():
+        errors.append(
+            Error(
+                f"The extension {extension!r} is installed in the schema {schema!r}, where "
+                f"no other schema sees its types and functions.",
+                hint=f"ALTER EXTENSION {extension} SET SCHEMA public (or a schema listed in "
+                f"SCHEMATA_EXTENSION_SCHEMAS), and create extensions from a shared app.",
+                id="schemata.E012",
+            )
+        )
+    return errors

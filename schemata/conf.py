@@ -39,6 +39,16 @@ class Settings:
         return getattr(settings, "SCHEMATA_FALLBACK_SCHEMA", None)
 
     @property
+    def SHARED_APPS(self) -> frozenset[str]:
+        """App labels whose tables live in ``public`` only."""
+        return frozenset(getattr(settings, "SCHEMATA_SHARED_APPS", ()))
+
+    @property
+    def EXTENSION_SCHEMAS(self) -> tuple[str, ...]:
+        """Schemas, after ``public``, on every schema's search path (where extensions live)."""
+        return tuple(getattr(settings, "SCHEMATA_EXTENSION_SCHEMAS", ()))
+
+    @property
     def ATOMIC_GUARD(self) -> bool:
         value = getattr(settings, "SCHEMATA_ATOMIC_GUARD", None)
         return bool(settings.DEBUG if value is None else value)

@@ -70,10 +70,14 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
 
     def schema_settings(self, schema: Schema) -> dict[str, Any]:
         """Return a fresh copy of ``schema``'s base settings that opens on its search path."""
+        from schemata.conf import conf
+
         settings = copy.deepcopy(dict.__getitem__(self, schema.base))
         options = settings.setdefault("OPTIONS", {})
         existing = str(options.get("options", "")).strip()
-        search_path = f"-c search_path={schema.name}"
+        # public only when shared apps need it: otherwise a missing schema could fall back to it.
+        path = [schema.name, *(["public"] if conf.SHARED_APPS else []), *conf.EXTENSION_SCHEMAS]
+        search_path = f"-c search_path={','.join(path)}"
         options["options"] = f"{existing} {search_path}" if existing else search_path
         settings["ATOMIC_REQUESTS"] = False
         return settings

@@ -7,7 +7,7 @@ from io import StringIO
 from typing import Any
 
 from django.core.management import call_command
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.loader import MigrationLoader
 from django.db.models.signals import post_migrate
 
@@ -17,6 +17,9 @@ from schemata.state import override
 
 Key = tuple[str, str]
 
+#: How the base database's schema is named in output and in ``migrate_schema``.
+PUBLIC = "public"
+
 #: UNION ALL arms per query when reading every schema's django_migrations.
 BATCH = 500
 
@@ -25,13 +28,18 @@ def migrate_schema(schema: str, options: dict[str, Any]) -> Outcome:
     """Run ``migrate`` on ``schema``'s alias with the schema active (``RunPython`` included)."""
     plans: list[Any] = []
 
+    alias = DEFAULT_DB_ALIAS if schema == PUBLIC else schema
+
     def capture(sender: Any, using: str, plan: Any = None, **kwargs: Any) -> None:
-        if using == schema:
+        if using == alias:
             plans.append(plan)
 
     post_migrate.connect(capture, weak=False, dispatch_uid=f"schemata.capture.{schema}")
     try:
-        outcome = _call(schema, "migrate", [], {**options, "database": schema})
+        if schema == PUBLIC:
+            outcome = _call(PUBLIC, "migrate", [], options, alias=DEFAULT_DB_ALIAS)
+        else:
+            outcome = _call(schema, "migrate", [], {**options, "database": schema})
     finally:
         post_migrate.disconnect(dispatch_uid=f"schemata.capture.{schema}")
     if outcome.status == FAILED:
@@ -54,10 +62,13 @@ def run_command(schema: str, options: dict[str, Any]) -> Outcome:
     return _call(schema, options["command"], options["args"], kwargs)
 
 
-def _call(schema: str, name: str, args: list[str], kwargs: dict[str, Any]) -> Outcome:
+def _call(
+    schema: str, name: str, args: list[str], kwargs: dict[str, Any], alias: str | None = None
+) -> Outcome:
+    """Run a command with ``schema`` active, or on ``alias`` with no schema active."""
     out, err = StringIO(), StringIO()
     try:
-        with override(schema):
+        with override(None if alias else schema):
             call_command(name, *args, stdout=out, stderr=err, **kwargs)
     except SystemExit as exc:  # `migrate --check` exits 1 when migrations are unapplied
         if exc.code:
@@ -67,7 +78,7 @@ def _call(schema: str, name: str, args: list[str], kwargs: dict[str, Any]) -> Ou
     finally:
         # A loop of commands would otherwise keep every schema's connection (and connection
         # object) alive.
-        connections[schema].close()
+        connections[alias or schema].close()
         release_idle_connections()
     return Outcome(schema, "done", _lines(out, err))
 

@@ -22,8 +22,10 @@ class SchemataRouter:
             return instance._state.db  # type: ignore[no-any-return]
         schema = get_current_schema()
         if schema is not None:
+            # Shared models too: the schema's search path reaches public, and one connection
+            # keeps shared and schema writes in one transaction.
             return schema.alias
-        if conf.STRICT:
+        if conf.STRICT and model._meta.app_label not in conf.SHARED_APPS:
             raise NoActiveSchema(
                 f"{model._meta.label} was queried with no active schema and SCHEMATA_STRICT "
                 f"is on: activate a schema (SchemataMiddleware, schemata.activate() or "
@@ -46,8 +48,10 @@ class SchemataRouter:
     def allow_migrate(
         self, db: str, app_label: str, model_name: str | None = None, **hints: Any
     ) -> bool | None:
-        # Every app lives in every schema and in the base database: no opinion.
-        return None
+        shared = conf.SHARED_APPS
+        if not shared:
+            return None  # every app in every schema and in the base database
+        return (app_label in shared) != (db in conf.databases.schemas)
 
 
 def _server(alias: str) -> tuple[Any, ...]:

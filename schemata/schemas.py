@@ -27,3 +27,44 @@ def create_schema(name: str, using: str = "default") -> bool:
             return False
         cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {connection.ops.quote_name(name)}")
     return True
+
+
+def tenant_tables() -> dict[str, str]:
+    """Map each table of a tenant app (not in ``SCHEMATA_SHARED_APPS``) to its app label."""
+    from django.apps import apps
+
+    from schemata.conf import conf
+
+    shared = conf.SHARED_APPS
+    return {
+        model._meta.db_table: model._meta.app_label
+        for model in apps.get_models(include_auto_created=True)
+        if model._meta.managed and model._meta.app_label not in shared
+    }
+
+
+def public_leftovers(using: str = "default") -> dict[str, str]:
+    """Tenant-app tables found in ``public``: a schema lacking its own would read these."""
+    tables = tenant_tables()
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_class "
+            "WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'v', 'm') "
+            "AND relname = ANY(%s) ORDER BY relname",
+            [list(tables)],
+        )
+        return {row[0]: tables[row[0]] for row in cursor.fetchall()}
+
+
+def misplaced_extensions(using: str = "default") -> dict[str, str]:
+    """Map each extension installed in a tenant schema to that schema."""
+    from schemata.conf import conf
+
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT e.extname, n.nspname FROM pg_extension e "
+            "JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE n.nspname = ANY(%s) ORDER BY e.extname",
+            [list(conf.databases.schemas)],
+        )
+        return dict(cursor.fetchall())

@@ -14,6 +14,8 @@ pytest_plugins = ["pytester"]
 #: Schemas with every app migrated; the t00..t63 schemas only get the test app's tables.
 FULL_SCHEMAS = ("alpha", "beta")
 LIGHT_SCHEMAS = tuple(f"t{i:02}" for i in range(64))
+#: Created, migrated and dropped by the tests of commands.
+FRESH_SCHEMAS = ("fresh1", "fresh2", "fresh3", "fresh4")
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +61,18 @@ def light_schemas(transactional_db: None) -> Iterator[tuple[str, ...]]:
     yield LIGHT_SCHEMAS
     connections.close_all()
     truncate()
+
+
+def drop_fresh() -> None:
+    connections.close_all()
+    with connections["default"].cursor() as cursor:
+        for name in FRESH_SCHEMAS:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+@pytest.fixture
+def fresh(transactional_db: None) -> Iterator[None]:
+    """Start and end without the fresh1..fresh4 schemas; their changes are committed."""
+    drop_fresh()
+    yield
+    drop_fresh()

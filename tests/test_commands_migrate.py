@@ -14,25 +14,11 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.models.signals import pre_migrate
 
 from schemata.migrator import applied_migrations, up_to_date_schemas
+from tests.conftest import FRESH_SCHEMAS
 from tests.testapp.models import Note
 
-FRESH = ("fresh1", "fresh2", "fresh3", "fresh4")
+FRESH = FRESH_SCHEMAS
 ON_DISK = set(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
-
-
-def drop_fresh() -> None:
-    connections.close_all()
-    with connections["default"].cursor() as cursor:
-        for name in FRESH:
-            cursor.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-
-
-@pytest.fixture
-def fresh(transactional_db: None) -> Iterator[None]:
-    """Start and end without the fresh1..fresh4 schemas; their changes are committed."""
-    drop_fresh()
-    yield
-    drop_fresh()
 
 
 def run(*args: str, **options: Any) -> list[str]:
@@ -186,7 +172,10 @@ class TestMigrateSchemata:
         lines = migrate_fresh("fresh1", app_label="seedapp", migration_name="0001")
 
         assert "[fresh1]   Unapplying seedapp.0002_seed... OK" in lines
-        assert recorded("fresh1") == ON_DISK - {("seedapp", "0002_seed")}
+        assert recorded("fresh1") == ON_DISK - {
+            ("seedapp", "0002_seed"),
+            ("seedapp", "0003_seed_owner"),
+        }
 
     def test_a_failing_schema_does_not_stop_the_others(self) -> None:
         sabotage("fresh2")

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from schemata.conf import conf
-from schemata.schemas import create_schema, existing_schemas
+from schemata.schemas import create_schema, existing_schemas, public_leftovers
 
 
 class Command(BaseCommand):
@@ -52,6 +52,12 @@ class Command(BaseCommand):
             self.stdout.write(f"{name}: {state}")
         for name in sorted(present - set(schemas)):
             self.stdout.write(f"{name}: in the database, named by no domain (left alone)")
+        if conf.SHARED_APPS:
+            for table, label in public_leftovers().items():
+                self.stdout.write(
+                    f"public.{table}: table of the tenant app {label!r} left in public; a "
+                    f"schema without its own would use it. Move it (move_app) or drop it."
+                )
 
     def drop(self, name: str, *, dry_run: bool, interactive: bool) -> None:
         if name in conf.databases.schemas:

@@ -8,8 +8,8 @@ from django.db import DEFAULT_DB_ALIAS
 
 from schemata.conf import conf
 from schemata.management.base import SchemaCommand
-from schemata.migrator import up_to_date_schemas
-from schemata.runner import Outcome
+from schemata.migrator import PUBLIC, migrate_schema, up_to_date_schemas
+from schemata.runner import FAILED, Outcome
 
 #: Options of this command that are not migrate's.
 OWN_OPTIONS = {"schemas", "exclude", "parallel", "failfast", "list", "database"}
@@ -72,10 +72,13 @@ class Command(SchemaCommand):
         if not read_only:
             self.create_missing(names)
 
-        done: list[Outcome] = []
-        if not (
+        skip_current = not (
             options["app_label"] or options["run_syncdb"] or options["prune"] or options["plan"]
-        ):
+        )
+        if conf.SHARED_APPS:
+            self.migrate_public(migrate_options, skip_current)
+        done: list[Outcome] = []
+        if skip_current:
             current = set()
             for base in {conf.databases.schemas[name].base for name in names}:
                 current |= up_to_date_schemas(names, using=base)
@@ -84,6 +87,18 @@ class Command(SchemaCommand):
         self.run_per_schema(
             "schemata.migrator.migrate_schema", names, migrate_options, **run, done=done
         )
+
+    def migrate_public(self, options: dict[str, Any], skip_current: bool) -> None:
+        """Migrate the base database first: schema tables may refer to shared ones."""
+        if skip_current and PUBLIC in up_to_date_schemas([PUBLIC]):
+            return
+        outcome = migrate_schema(PUBLIC, options)
+        for line in outcome.lines:
+            self.stdout.write(f"[{PUBLIC}] {line}")
+        if outcome.status == FAILED:
+            raise CommandError(
+                f"Migrating {PUBLIC} failed, so no schema was migrated: {outcome.error}"
+            )
 
 
 def _migrate_dests() -> set[str]:

@@ -1,0 +1,292 @@
+"""End to end: the demo project (demo/), set up with its management commands in a database
+of its own, served by a real ``runserver`` and driven over HTTP with one Host per tenant."""
+
+from __future__ import annotations
+
+import html
+import http.client
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+
+import environ
+import psycopg
+import pytest
+from psycopg import sql
+
+DEMO = Path(__file__).resolve().parent.parent / "demo"
+TENANTS = {
+    "alpha": {"plan": "pro", "colour": "#2b6cb0"},
+    "beta": {"plan": "free", "colour": "#2f855a"},
+    "gamma": {"plan": "enterprise", "colour": "#9b2c2c"},
+}
+SEEDED = 5
+NOTE_RE = re.compile(r'<article class="note" id="note-(\d+)">\s*<h2>(.*?)</h2>', re.S)
+CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+def _connect(config: dict[str, Any]) -> psycopg.Connection[Any]:
+    """Connect to the maintenance database of DATABASE_URL's server, else to its own one."""
+    params = {
+        "host": config.get("HOST") or None,
+        "port": config.get("PORT") or None,
+        "user": config.get("USER") or None,
+        "password": config.get("PASSWORD") or None,
+        **config.get("OPTIONS", {}),
+    }
+    try:
+        return psycopg.connect(dbname="postgres", autocommit=True, **params)
+    except psycopg.OperationalError:
+        return psycopg.connect(dbname=config["NAME"], autocommit=True, **params)
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=DEMO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, (
+        f"manage.py {' '.join(args)} exited {result.returncode}:\n{output}"
+    )
+    return output
+
+
+@pytest.fixture(scope="module")
+def demo_env() -> Iterator[dict[str, str]]:
+    """The environment of a demo set up as demo/run does it, in a throwaway database."""
+    url = os.environ["DATABASE_URL"]
+    name = f"schemata_demo_e2e_{os.getpid()}"
+    parts = urllib.parse.urlsplit(url)
+    demo_url = urllib.parse.urlunsplit(
+        parts._replace(path=f"{parts.path.rsplit('/', 1)[0]}/{name}")
+    )
+    assert environ.Env.db_url_config(demo_url)["NAME"] == name
+    env = {**os.environ, "DATABASE_URL": demo_url, "DJANGO_SETTINGS_MODULE": "demo_site.settings"}
+
+    with _connect(environ.Env.db_url_config(url)) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        out = manage(env, "manage_schemata")
+        assert out.splitlines() == ["alpha: created", "beta: created", "gamma: created"]
+        manage(env, "migrate", "--noinput")
+        out = manage(env, "migrate_schemata", "--parallel", "2", "--noinput")
+        assert "Summary: 3 applied." in out
+        out = manage(env, "seed_demo")
+        for tenant in TENANTS:
+            assert f"[{tenant}] seeded {SEEDED} notes" in out
+        # Seeding again leaves every schema alone.
+        out = manage(env, "each_schema", "seed_demo")
+        assert out.count("has notes already, not seeded") == 3, out
+        yield env
+    finally:
+        with _connect(environ.Env.db_url_config(url)) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _answers(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/", headers={"Host": "alpha.localhost"})
+        conn.getresponse().read()
+    except OSError:
+        return False
+    finally:
+        conn.close()
+    return True
+
+
+def _free_port() -> int:
+    """A port that is free now, below the ephemeral range (where outgoing connections are)."""
+    while True:
+        port = random.randrange(20000, 32000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
+@pytest.fixture(scope="module")
+def port(demo_env: dict[str, str]) -> Iterator[int]:
+    """The port of the demo's runserver, started for real and stopped afterwards."""
+    with tempfile.TemporaryFile() as log:
+        process: subprocess.Popen[bytes] | None = None
+        try:
+            for _ in range(5):  # another process may take the port first
+                port = _free_port()
+                process = subprocess.Popen(
+                    [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+                    cwd=DEMO,
+                    env=demo_env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                deadline = time.monotonic() + 30
+                while process.poll() is None and time.monotonic() < deadline:
+                    if _answers(port):
+                        break
+                    time.sleep(0.2)
+                if process.poll() is None:
+                    break
+            assert process is not None
+            if process.poll() is not None or not _answers(port):
+                log.seek(0)
+                pytest.fail(f"runserver did not start within 30 s:\n{log.read().decode()}")
+            yield port
+        finally:
+            if process is not None:
+                _stop(process)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: http.client.HTTPMessage
+    text: str
+
+    def notes(self) -> dict[str, int]:
+        """Title -> primary key of every note on the board."""
+        return {html.unescape(title): int(pk) for pk, title in NOTE_RE.findall(self.text)}
+
+    def csrf_token(self) -> str:
+        match = CSRF_RE.search(self.text)
+        assert match, "no CSRF token in the page"
+        return match.group(1)
+
+
+@dataclass
+class Client:
+    """An HTTP client for one Host, that keeps the cookies it is given."""
+
+    port: int
+    host: str
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def get(self, path: str = "/") -> Response:
+        return self.request("GET", path)
+
+    def post(self, path: str, form: dict[str, str]) -> Response:
+        return self.request("POST", path, form)
+
+    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> Response:
+        headers = {"Host": self.host}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{key}={value}" for key, value in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body, headers)
+            response = conn.getresponse()
+            text = response.read().decode()
+        finally:
+            conn.close()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            for key, morsel in SimpleCookie(header).items():
+                if morsel["max-age"] == "0":
+                    self.cookies.pop(key, None)
+                else:
+                    self.cookies[key] = morsel.value
+        return Response(response.status, response.headers, text)
+
+
+def test_each_tenant_sees_its_own_notes_and_settings(port: int) -> None:
+    for tenant, config in TENANTS.items():
+        response = Client(port, f"{tenant}.localhost").get()
+        assert response.status == 200, response.text
+        label = tenant.capitalize()
+        assert set(response.notes()) == {f"{label} note {n}" for n in range(1, SEEDED + 1)}
+        assert f'<dd id="schema">{tenant}</dd>' in response.text
+        assert f"<dt>plan</dt><dd>{config['plan']}</dd>" in response.text
+        assert f'class="banner" style="background: {config["colour"]}"' in response.text
+
+
+def test_a_note_lives_in_its_tenant_only(port: int) -> None:
+    alpha, beta, gamma = (Client(port, f"{name}.localhost") for name in TENANTS)
+    title = f"Launch plan {random.randrange(10**6)}"
+
+    form = {"title": title, "body": "Ship it & see.", "tags": "launch, Q3"}
+    created = alpha.post("/", {**form, "csrfmiddlewaretoken": alpha.get().csrf_token()})
+    assert created.status == 302, created.text
+    pk = alpha.get().notes()[title]
+    assert created.headers["Location"] == f"/#note-{pk}"
+    page = alpha.get().text
+    assert "Ship it &amp; see." in page
+    assert '<span class="tag">launch</span><span class="tag">q3</span>' in page
+    for other in (beta, gamma):
+        assert title not in other.get().text
+
+    # Primary keys are per schema: beta has no note with alpha's new key, and cannot delete it.
+    refused = beta.post(f"/notes/{pk}/delete/", {"csrfmiddlewaretoken": beta.get().csrf_token()})
+    assert refused.status == 404
+    assert title in alpha.get().notes()
+
+    deleted = alpha.post(f"/notes/{pk}/delete/", {"csrfmiddlewaretoken": alpha.get().csrf_token()})
+    assert deleted.status == 302, deleted.text
+    assert title not in alpha.get().notes()
+    assert len(alpha.get().notes()) == SEEDED
+
+
+def test_writes_need_post_and_a_csrf_token(port: int) -> None:
+    alpha = Client(port, "alpha.localhost")
+    pk = next(iter(alpha.get().notes().values()))
+    assert alpha.get(f"/notes/{pk}/delete/").status == 405
+    assert alpha.post(f"/notes/{pk}/delete/", {}).status == 403
+    assert alpha.post("/", {"title": "no token"}).status == 403
+    assert len(alpha.get().notes()) == SEEDED
+
+
+def test_unknown_hosts(port: int) -> None:
+    # Allowed by ALLOWED_HOSTS (".localhost") but named by no domain: 404.
+    assert Client(port, "nope.localhost").get().status == 404
+    assert Client(port, "localhost").get().status == 404
+    # Not allowed at all: Django's 400, before any schema is looked up.
+    assert Client(port, "evil.example").get().status == 400
+
+
+def test_each_tenant_has_its_own_admin_and_sessions(port: int) -> None:
+    alpha = Client(port, "alpha.localhost")
+    login = {"username": "admin", "password": "admin", "next": "/admin/"}
+    token = alpha.get("/admin/login/").csrf_token()
+    response = alpha.post("/admin/login/", {**login, "csrfmiddlewaretoken": token})
+    assert response.status == 302, response.text
+    assert response.headers["Location"] == "/admin/"
+    index = alpha.get("/admin/")
+    assert index.status == 200
+    assert "schema alpha" in index.text
+
+    # The same session cookie means nothing to beta: its sessions live in its own schema.
+    beta = Client(port, "beta.localhost", cookies=dict(alpha.cookies))
+    response = beta.get("/admin/")
+    assert response.status == 302
+    assert response.headers["Location"].startswith("/admin/login/")
