@@ -28,6 +28,7 @@ __all__ = [
     "UnknownSchema",
     "activate",
     "atomic",
+    "clone_schema",
     "deactivate",
     "expand_databases",
     "get_connection",
@@ -45,4 +46,8 @@ def __getattr__(name: str) -> object:
         from schemata import transaction
 
         return getattr(transaction, name)
+    if name == "clone_schema":
+        from schemata.cloning import clone_schema
+
+        return clone_schema
     raise AttributeError(f"module 'schemata' has no attribute {name!r}")

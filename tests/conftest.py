@@ -76,3 +76,10 @@ def fresh(transactional_db: None) -> Iterator[None]:
     drop_fresh()
     yield
     drop_fresh()
+
+
+def forget_schema_connections() -> None:
+    """Close and drop this thread's schema connections, so new ones read changed settings."""
+    for alias in list(connections._schema_aliases()):  # type: ignore[attr-defined]
+        connections[alias].close()
+        del connections[alias]

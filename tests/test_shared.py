@@ -13,7 +13,7 @@ from django.test import override_settings
 import schemata
 from schemata import NoActiveSchema
 from schemata.routers import SchemataRouter
-from tests.conftest import FRESH_SCHEMAS, drop_fresh
+from tests.conftest import drop_fresh, forget_schema_connections
 from tests.seedapp.models import Seed
 from tests.test_commands_migrate import recorded, relation, run
 from tests.test_connections import in_thread
@@ -27,16 +27,10 @@ def shared(transactional_db: None) -> Iterator[None]:
     """Shared contenttypes, auth and sessions; fresh1 and fresh2 migrated as tenants."""
     drop_fresh()
     with override_settings(SCHEMATA_SHARED_APPS=SHARED):
-        connections.close_all()
-        for alias in FRESH_SCHEMAS:
-            if alias in connections._schema_aliases():  # type: ignore[attr-defined]
-                del connections[alias]
+        forget_schema_connections()
         run("migrate_schemata", "--schema", "fresh1", "--schema", "fresh2", interactive=False)
         yield
-        connections.close_all()
-    for alias in FRESH_SCHEMAS:
-        if alias in connections._schema_aliases():  # type: ignore[attr-defined]
-            del connections[alias]
+        forget_schema_connections()
     drop_fresh()
     User.objects.using("default").all().delete()
 

@@ -5,7 +5,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from schemata.cloning import clone_schema
 from schemata.conf import conf
+from schemata.exceptions import SchemataError
 from schemata.schemas import create_schema, existing_schemas, public_leftovers
 
 
@@ -27,6 +29,12 @@ class Command(BaseCommand):
             "Refused for a schema that SCHEMATA_DOMAINS still names.",
         )
         parser.add_argument(
+            "--clone-from",
+            metavar="TEMPLATE",
+            help="Create missing schemas as copies of the migrated schema TEMPLATE (structure "
+            "and migration records) instead of empty, so they need no migration.",
+        )
+        parser.add_argument(
             "--noinput",
             "--no-input",
             action="store_false",
@@ -35,7 +43,13 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args: Any, dry_run: bool, drop: str | None, interactive: bool, **options: Any
+        self,
+        *args: Any,
+        dry_run: bool,
+        drop: str | None,
+        clone_from: str | None,
+        interactive: bool,
+        **options: Any,
     ) -> None:
         if drop is not None:
             self.drop(drop, dry_run=dry_run, interactive=interactive)
@@ -47,6 +61,12 @@ class Command(BaseCommand):
                 state = "exists"
             elif dry_run:
                 state = "would be created"
+            elif clone_from:
+                try:
+                    clone_schema(clone_from, name)
+                except SchemataError as exc:
+                    raise CommandError(str(exc)) from exc
+                state = f"created from {clone_from}"
             else:
                 state = "created" if create_schema(name) else "exists"
             self.stdout.write(f"{name}: {state}")

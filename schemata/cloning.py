@@ -1,0 +1,157 @@
+"""Create a schema as a structural copy of a migrated one, in one transaction.
+
+Copying the catalog of a migrated template is a fixed, small number of statements whatever the
+migration history, where running every migration again grows with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from schemata.conf import conf
+from schemata.databases import schema_name_problem
+from schemata.exceptions import SchemataError
+
+#: Tables whose rows are copied too: what a migrated schema holds before any user data.
+SEED_TABLES = ("django_migrations", "django_content_type", "auth_permission")
+
+
+def clone_schema(template: str, name: str, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Create the schema ``name`` as a copy of the migrated schema ``template``.
+
+    Copies tables with their columns, defaults, identity columns and owned sequences
+    (restarted), constraints and foreign keys (to its own tables and to shared ones), indexes,
+    views and the rows of ``django_migrations`` (and of ``django_content_type`` and
+    ``auth_permission`` when those tables are in the template), in one transaction. Functions
+    and triggers are not copied. Raises ``SchemataError`` if ``template`` is not a migrated
+    schema or ``name`` exists.
+    """
+    problem = schema_name_problem(name)
+    if problem:
+        raise SchemataError(problem)
+    connection = connections[using]
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT to_regnamespace(%s) IS NOT NULL, to_regnamespace(%s) IS NOT NULL, "
+            "to_regclass(format('%%I.django_migrations', %s::text)) IS NOT NULL, "
+            "quote_ident(%s), quote_ident(%s)",
+            [name, template, template, template, name],
+        )
+        exists, has_template, migrated, src, dst = cursor.fetchone()
+        if exists:
+            raise SchemataError(f"The schema {name!r} already exists.")
+        if not (has_template and migrated):
+            raise SchemataError(
+                f"The template {template!r} is not a migrated schema: migrate it first."
+            )
+        shared = ["public", *conf.EXTENSION_SCHEMAS] if conf.SHARED_APPS else []
+        # References render unqualified when they resolve on the search path: under the
+        # template's path, its own tables and the shared ones, which then resolve under the
+        # new schema's path to its own tables and the same shared ones.
+        cursor.execute(f"SET LOCAL search_path = {', '.join([src, *shared])}")
+        statements = [f"CREATE SCHEMA {dst}", *_structure(cursor, template, src, dst)]
+        cursor.execute(f"SET LOCAL search_path = {', '.join([dst, *shared])}")
+        cursor.execute(";\n".join(statements))
+        cursor.execute(";\n".join(_seed_rows(cursor, template, src, dst)) or "SELECT 1")
+
+
+def _structure(cursor: Any, template: str, src: str, dst: str) -> list[str]:
+    statements = []
+    cursor.execute(
+        "SELECT c.oid, quote_ident(c.relname) FROM pg_class c "
+        "WHERE c.relnamespace = to_regnamespace(%s) AND c.relkind IN ('r', 'p') "
+        "ORDER BY c.oid",
+        [template],
+    )
+    tables = cursor.fetchall()
+    for _oid, table in tables:
+        statements.append(
+            f"CREATE TABLE {dst}.{table} (LIKE {src}.{table} "
+            f"INCLUDING ALL EXCLUDING INDEXES EXCLUDING CONSTRAINTS)"
+        )
+    # Identity columns got new sequences from LIKE; serial columns and free-standing
+    # sequences need theirs made.
+    cursor.execute(
+        "SELECT quote_ident(s.relname), q.seqstart, q.seqincrement, q.seqmin, q.seqmax, "
+        "q.seqcycle, format_type(q.seqtypid, NULL), quote_ident(t.relname), "
+        "quote_ident(a.attname), d.deptype = 'i' "
+        "FROM pg_class s JOIN pg_sequence q ON q.seqrelid = s.oid "
+        "LEFT JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass "
+        "AND d.deptype IN ('a', 'i') "
+        "LEFT JOIN pg_class t ON t.oid = d.refobjid "
+        "LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+        "WHERE s.relnamespace = to_regnamespace(%s) AND s.relkind = 'S' ORDER BY s.oid",
+        [template],
+    )
+    for seq, start, step, low, high, cycle, kind, table, column, identity in cursor.fetchall():
+        if identity:
+            # LIKE makes identity sequences bigint whatever the column: restore the type.
+            statements.append(f"ALTER SEQUENCE {dst}.{seq} AS {kind}")
+            continue
+        statements.append(
+            f"CREATE SEQUENCE {dst}.{seq} AS {kind} INCREMENT {step} MINVALUE {low} "
+            f"MAXVALUE {high} START {start} {'CYCLE' if cycle else 'NO CYCLE'}"
+        )
+        if table:
+            statements.append(
+                f"ALTER TABLE {dst}.{table} ALTER {column} "
+                f"SET DEFAULT nextval('{dst}.{seq}'::regclass)"
+            )
+            statements.append(f"ALTER SEQUENCE {dst}.{seq} OWNED BY {dst}.{table}.{column}")
+    # Keys and checks before foreign keys, which need the keys they reference.
+    cursor.execute(
+        "SELECT quote_ident(t.relname), quote_ident(c.conname), pg_get_constraintdef(c.oid) "
+        "FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+        "WHERE t.relnamespace = to_regnamespace(%s) AND c.contype IN ('p', 'u', 'x', 'c', 'f') "
+        "ORDER BY c.contype = 'f', c.oid",
+        [template],
+    )
+    for table, constraint, definition in cursor.fetchall():
+        statements.append(f"ALTER TABLE {dst}.{table} ADD CONSTRAINT {constraint} {definition}")
+    cursor.execute(
+        "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relnamespace = to_regnamespace(%s) "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid "
+        "AND k.contype IN ('p', 'u', 'x')) ORDER BY i.indexrelid",
+        [template],
+    )
+    for (definition,) in cursor.fetchall():
+        # pg_get_indexdef always names the table with its schema.
+        statements.append(
+            definition.replace(f" ON {src}.", f" ON {dst}.", 1).replace(
+                f" ON ONLY {src}.", f" ON ONLY {dst}.", 1
+            )
+        )
+    cursor.execute(
+        "SELECT quote_ident(relname), relkind, pg_get_viewdef(oid) FROM pg_class "
+        "WHERE relnamespace = to_regnamespace(%s) AND relkind IN ('v', 'm') ORDER BY oid",
+        [template],
+    )
+    for view, kind, definition in cursor.fetchall():
+        if kind == "v":
+            statements.append(f"CREATE VIEW {dst}.{view} AS {definition.rstrip(';')}")
+        else:
+            statements.append(
+                f"CREATE MATERIALIZED VIEW {dst}.{view} AS {definition.rstrip(';')} WITH NO DATA"
+            )
+    return statements
+
+
+def _seed_rows(cursor: Any, template: str, src: str, dst: str) -> list[str]:
+    cursor.execute(
+        "SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace(%s) "
+        "AND relkind = 'r' AND relname = ANY(%s)",
+        [template, list(SEED_TABLES)],
+    )
+    statements = []
+    for (table,) in cursor.fetchall():
+        statements.append(f"INSERT INTO {dst}.{table} SELECT * FROM {src}.{table}")
+        # Continue the copied rows' ids rather than start over at 1.
+        statements.append(
+            f"SELECT setval(pg_get_serial_sequence('{dst}.{table}', 'id'), "
+            f"coalesce(max(id), 0) + 1, false) FROM {dst}.{table}"
+        )
+    return statements

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+
+import environ
+import pytest
+from django.db import connections
+from django.test import override_settings
+
+import schemata
+from schemata import SchemataError, clone_schema
+from tests.conftest import forget_schema_connections
+from tests.seedapp.models import Seed
+from tests.test_commands_migrate import recorded, relation, run
+from tests.testapp.models import Note
+
+pytestmark = pytest.mark.usefixtures("fresh")
+
+
+def pg_dump_schema(schema: str) -> str:
+    """The schema's DDL as pg_dump prints it, with the schema's name replaced."""
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"))
+    pg_dump = binaries[-1] if binaries else shutil.which("pg_dump")
+    assert pg_dump, "pg_dump is needed to compare schemas"
+    config = environ.Env.db_url_config(os.environ["DATABASE_URL"])
+    host = config["HOST"] or config.get("OPTIONS", {}).get("host", "")
+    name = connections["default"].settings_dict["NAME"]
+    output = subprocess.run(
+        [
+            pg_dump,
+            "--schema-only",
+            "--no-owner",
+            "-h",
+            host,
+            "-U",
+            config["USER"],
+            "-n",
+            schema,
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = [
+        line for line in output.splitlines() if not line.startswith(("\\restrict", "\\unrestrict"))
+    ]
+    return re.sub(rf"\b{schema}\b", "SCHEMA", "\n".join(lines))
+
+
+def test_a_clone_has_the_same_ddl_as_a_migrated_schema() -> None:
+    run("migrate_schemata", "--schema", "fresh1", interactive=False)
+
+    clone_schema("fresh1", "fresh2")
+
+    assert pg_dump_schema("fresh2") == pg_dump_schema("fresh1")
+    assert "CREATE TABLE SCHEMA.testapp_note" in pg_dump_schema("fresh2")
+
+
+def test_a_clone_records_the_templates_migrations_and_needs_none() -> None:
+    run("migrate_schemata", "--schema", "fresh1", interactive=False)
+
+    clone_schema("fresh1", "fresh2")
+    lines = run("migrate_schemata", "--schema", "fresh2", interactive=False)
+
+    assert recorded("fresh2") == recorded("fresh1")
+    assert lines == ["Summary: 1 up to date."]
+
+
+def test_a_clone_starts_empty_with_fresh_sequences() -> None:
+    run("migrate_schemata", "--schema", "fresh1", interactive=False)
+    with schemata.override("fresh1"):
+        for title in ("a", "b", "c"):
+            Note.objects.create(title=title)
+
+    clone_schema("fresh1", "fresh2")
+
+    with schemata.override("fresh2"):
+        assert Note.objects.count() == 0
+        assert Note.objects.create(title="first").pk == 1
+        # Seeded by the template's data migration: user data, not copied.
+        assert Seed.objects.count() == 0
+    connections.close_all()
+
+
+def test_cloning_refuses_an_existing_name_an_unmigrated_template_and_bad_names() -> None:
+    run("manage_schemata")
+
+    with pytest.raises(SchemataError, match="The schema 'fresh2' already exists."):
+        clone_schema("alpha", "fresh2")
+    with pytest.raises(SchemataError, match="The template 'fresh3' is not a migrated schema"):
+        clone_schema("fresh3", "brand_new")
+    with pytest.raises(SchemataError, match="schema name 'Bad' is invalid"):
+        clone_schema("alpha", "Bad")
+    assert relation("brand_new.django_migrations") is None
+
+
+@override_settings(SCHEMATA_SHARED_APPS=["contenttypes", "auth", "sessions"])
+def test_a_clone_keeps_foreign_keys_to_shared_tables() -> None:
+    forget_schema_connections()
+    run("migrate_schemata", "--schema", "fresh1", interactive=False)
+
+    clone_schema("fresh1", "fresh2")
+
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT confrelid::regclass::text FROM pg_constraint "
+            "WHERE conrelid = 'fresh2.seedapp_seed'::regclass AND contype = 'f'"
+        )
+        assert cursor.fetchall() == [("auth_user",)]
+        cursor.execute("SELECT to_regclass('public.auth_user')::oid = 'auth_user'::regclass::oid")
+        assert cursor.fetchone() == (True,)
+    forget_schema_connections()
+
+
+def test_manage_schemata_can_create_missing_schemas_by_cloning() -> None:
+    run("migrate_schemata", "--schema", "fresh1", interactive=False)
+
+    lines = run("manage_schemata", "--clone-from", "fresh1")
+
+    assert "fresh2: created from fresh1" in lines
+    assert "fresh1: exists" in lines
+    assert pg_dump_schema("fresh4") == pg_dump_schema("fresh1")
+
+
+def test_manage_schemata_reports_a_bad_template() -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="The template 'nope' is not a migrated schema"):
+        run("manage_schemata", "--clone-from", "nope")
