@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+import schemata
+from notes.forms import NoteForm
+from notes.models import Note, Tag
+
+
+def board(request: HttpRequest) -> HttpResponse:
+    """The tenant's notes, and a form to add one."""
+    form = NoteForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with schemata.atomic():  # the note, its tags and their links: all or nothing
+            note = form.save()
+            note.tags.set(
+                [Tag.objects.get_or_create(name=name)[0] for name in form.cleaned_data["tags"]]
+            )
+        messages.success(request, f"Added {note.title!r}.")
+        return redirect(f"{reverse('board')}#note-{note.pk}")
+    port = request.get_port()
+    tenants = [
+        (domain, f"//{domain}:{port}/" if port not in ("80", "443") else f"//{domain}/")
+        for domain in settings.SCHEMATA_DOMAINS
+    ]
+    return render(
+        request,
+        "notes/board.html",
+        {
+            "schema": request.schema,  # type: ignore[attr-defined]
+            "notes": Note.objects.prefetch_related("tags"),
+            "form": form,
+            "tenants": tenants,
+        },
+    )
+
+
+@require_POST
+def delete_note(request: HttpRequest, pk: int) -> HttpResponse:
+    note = get_object_or_404(Note, pk=pk)  # only this tenant's notes: pk is per schema
+    with schemata.atomic():  # the note and its tag links
+        note.delete()
+    messages.success(request, f"Deleted {note.title!r}.")
+    return redirect("board")
