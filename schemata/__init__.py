@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from schemata.databases import Schema, expand_databases
 from schemata.exceptions import (
     NoActiveSchema,
@@ -18,6 +20,10 @@ from schemata.state import (
     override,
     reset,
 )
+
+if TYPE_CHECKING:  # imported lazily below: a settings module must not load django.db
+    from schemata.cloning import clone_schema
+    from schemata.transaction import atomic, get_connection, on_commit
 
 __all__ = [
     "NoActiveSchema",

@@ -106,7 +106,7 @@ class SchemaCommand(BaseCommand):
         counts = Counter(outcome.status for outcome in finished)
         if verbosity >= 1:
             parts = [f"{counts[status]} {status}" for status in sorted(counts)]
-            if report.interrupted or len(finished) < total:
+            if len(finished) < total:
                 parts.append(f"{total - len(finished)} not started")
             self.stdout.write(f"Summary: {', '.join(parts) or 'no schema selected'}.")
         if report.failed:
