@@ -90,6 +90,7 @@ def demo_env() -> Iterator[dict[str, str]]:
         out = manage(env, "seed_demo")
         for tenant in TENANTS:
             assert f"[{tenant}] seeded {SEEDED} notes" in out
+        assert out.count("created the shared announcement") == 1, out
         # Seeding again leaves every schema alone.
         out = manage(env, "each_schema", "seed_demo")
         assert out.count("has notes already, not seeded") == 3, out
@@ -229,6 +230,8 @@ def test_each_tenant_sees_its_own_notes_and_settings(port: int) -> None:
         assert f'<dd id="schema">{tenant}</dd>' in response.text
         assert f"<dt>plan</dt><dd>{config['plan']}</dd>" in response.text
         assert f'class="banner" style="background: {config["colour"]}"' in response.text
+        # The shared app's row, in public, read through each tenant's connection.
+        assert "(shared, in public): Welcome to the django-schemata demo." in response.text
 
 
 def test_a_note_lives_in_its_tenant_only(port: int) -> None:

@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "schemata",
+    "announcements",
     "notes",
 ]
 
@@ -65,5 +66,8 @@ SCHEMATA_DOMAINS = {
     "beta.localhost": {"schema_name": "beta", "plan": "free", "colour": "#2f855a"},
     "gamma.localhost": {"schema_name": "gamma", "plan": "enterprise", "colour": "#9b2c2c"},
 }
+# Tables in public, shared by every tenant; every other app has its tables in each schema
+# (users too: each tenant has its own admin accounts).
+SCHEMATA_SHARED_APPS = ["announcements"]
 DATABASES = expand_databases({"default": env.db("DATABASE_URL")}, SCHEMATA_DOMAINS)
 DATABASE_ROUTERS = ["schemata.routers.SchemataRouter"]

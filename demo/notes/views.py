@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from announcements.models import Announcement
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -34,6 +35,8 @@ def board(request: HttpRequest) -> HttpResponse:
         {
             "schema": request.schema,  # type: ignore[attr-defined]
             "notes": Note.objects.prefetch_related("tags"),
+            # A shared model: read from public through the tenant's own connection.
+            "announcements": Announcement.objects.all()[:3],
             "form": form,
             "tenants": tenants,
         },

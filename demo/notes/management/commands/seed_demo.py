@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from announcements.models import Announcement
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -35,6 +36,9 @@ class Command(BaseCommand):
         if not user_model.objects.filter(username="admin").exists():
             user_model.objects.create_superuser("admin", f"admin@{name}.localhost", "admin")
             self.stdout.write(f"{prefix}created the superuser admin (password admin)")
+        if not Announcement.objects.exists():  # shared: the same table from every schema
+            Announcement.objects.create(text="Welcome to the django-schemata demo.")
+            self.stdout.write(f"{prefix}created the shared announcement")
         if Note.objects.exists():
             self.stdout.write(f"{prefix}has notes already, not seeded")
             return
