@@ -1,0 +1,1 @@
+"""The app whose migration history the migrations benchmark applies to every schema."""
