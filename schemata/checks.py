@@ -8,11 +8,10 @@ from typing import Any
 from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
-from django.core.exceptions import ImproperlyConfigured
 from django.db.utils import load_backend
 
 from schemata.conf import conf
-from schemata.databases import SchemataDatabases, expand_databases, schema_name_problem
+from schemata.databases import SchemataDatabases, normalize_host, schema_name_problem
 from schemata.schemas import misplaced_extensions, public_leftovers
 
 ROUTER = "schemata.routers.SchemataRouter"
@@ -94,12 +93,10 @@ def check_settings(
 
 def _expands(databases: SchemataDatabases, domains: Any) -> bool:
     try:
-        expected = expand_databases({"default": {}}, domains)
-    except ImproperlyConfigured:
+        wanted = {normalize_host(d): e["schema_name"] for d, e in domains.items()}
+    except (AttributeError, KeyError, TypeError):
         return False
-    return {h: s.name for h, s in expected.domains.items()} == {
-        h: s.name for h, s in databases.domains.items()
-    }
+    return wanted == {host: schema.name for host, schema in databases.domains.items()}
 
 
 @register()

@@ -90,12 +90,17 @@ class SchemaIntrospection:
     def get_table_list(self, cursor: Any) -> list[Any]:
         from django.db.backends.postgresql.introspection import TableInfo
 
+        # Found through pg_depend, whose index starts with the namespace: pg_class has no
+        # index on relnamespace alone, and a scan grows with every schema in the database.
         cursor.execute(
-            "SELECT relname, CASE WHEN relispartition THEN 'p' "
-            "WHEN relkind IN ('m', 'v') THEN 'v' ELSE 't' END, obj_description(oid, 'pg_class') "
-            "FROM pg_catalog.pg_class "
-            "WHERE relnamespace = current_schema()::text::regnamespace "
-            "AND relkind IN ('f', 'm', 'p', 'r', 'v')"
+            "SELECT c.relname, CASE WHEN c.relispartition THEN 'p' "
+            "WHEN c.relkind IN ('m', 'v') THEN 'v' ELSE 't' END, "
+            "obj_description(c.oid, 'pg_class') "
+            "FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid "
+            "WHERE d.refclassid = 'pg_namespace'::regclass "
+            "AND d.refobjid = current_schema()::text::regnamespace "
+            "AND d.classid = 'pg_class'::regclass AND d.deptype = 'n' "
+            "AND c.relkind IN ('f', 'm', 'p', 'r', 'v')"
         )
         ignored = self.ignored_tables  # type: ignore[attr-defined]
         return [TableInfo(*row) for row in cursor.fetchall() if row[0] not in ignored]

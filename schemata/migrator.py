@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from io import StringIO
 from typing import Any
 
@@ -90,32 +90,48 @@ def _lines(*streams: StringIO) -> tuple[str, ...]:
 def up_to_date_schemas(schemas: list[str], using: str = "default") -> set[str]:
     """Return the schemas whose ``django_migrations`` already holds every migration on disk.
 
-    Reads every schema's table in a few queries on ``using``, whatever the number of schemas.
+    Reads every schema's table in a few queries on ``using``, whatever the number of schemas,
+    and decides batch by batch, so memory does not grow with it.
     """
     graph = MigrationLoader(None, ignore_no_migrations=True).graph
-    replaces = {key: set(graph.nodes[key].replaces) for key in graph.nodes}
-    return {
-        schema
-        for schema, applied in applied_migrations(schemas, using).items()
-        # A squashed migration counts as applied when everything it replaces is.
-        if all(
-            key in applied or (replaces[key] and replaces[key] <= applied) for key in graph.nodes
-        )
-    }
+    # Rows are matched against the graph's own keys: nothing else is kept.
+    keys = {key: key for key in graph.nodes}
+    needed = [(key, set(graph.nodes[key].replaces)) for key in graph.nodes]
+    current = set()
+    for batch in _applied_batches(schemas, using, keys):
+        for schema, applied in batch.items():
+            # A squashed migration counts as applied when everything it replaces is.
+            if all(
+                key in applied or (replaces and replaces <= applied) for key, replaces in needed
+            ):
+                current.add(schema)
+    return current
 
 
 def applied_migrations(schemas: Iterable[str], using: str = "default") -> dict[str, set[Key]]:
     """Map each schema that has a ``django_migrations`` table to the migrations it records."""
+    applied: dict[str, set[Key]] = {}
+    for batch in _applied_batches(list(schemas), using):
+        applied.update(batch)
+    return applied
+
+
+def _applied_batches(
+    schemas: list[str], using: str, keys: dict[Key, Key] | None = None
+) -> Iterator[dict[str, set[Key]]]:
+    """Yield, per batch of schemas, what each one that has ``django_migrations`` records.
+
+    With ``keys``, only those migrations are kept, as the very tuples of ``keys``.
+    """
     connection = connections[using]
     with connection.cursor() as cursor:
         # to_regclass on a qualified name: the search path of `using` plays no part.
         cursor.execute(
             "SELECT s FROM unnest(%s::text[]) AS s "
             "WHERE to_regclass(format('%%I.django_migrations', s)) IS NOT NULL",
-            [list(schemas)],
+            [schemas],
         )
         present = [row[0] for row in cursor.fetchall()]
-        applied: dict[str, set[Key]] = {schema: set() for schema in present}
         for start in range(0, len(present), BATCH):
             batch = present[start : start + BATCH]
             cursor.execute(
@@ -126,6 +142,9 @@ def applied_migrations(schemas: Iterable[str], using: str = "default") -> dict[s
                 ),
                 batch,
             )
+            applied: dict[str, set[Key]] = {schema: set() for schema in batch}
             for schema, app, name in cursor.fetchall():
-                applied[schema].add((app, name))
-    return applied
+                key = (app, name) if keys is None else keys.get((app, name))
+                if key is not None:
+                    applied[schema].add(key)
+            yield applied

@@ -12,8 +12,10 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -38,14 +40,18 @@ class Outcome:
 
 @dataclass
 class Report:
-    """Every outcome of a run, in completion order, and whether the run was interrupted."""
+    """How many schemas ended in each status, the failures, and whether it was interrupted.
 
-    outcomes: list[Outcome] = field(default_factory=list)
+    Outcomes are not kept: their lines are printed as they come, so memory stays flat.
+    """
+
+    counts: Counter[str] = field(default_factory=Counter)
+    failed: list[Outcome] = field(default_factory=list)
     interrupted: bool = False
 
     @property
-    def failed(self) -> list[Outcome]:
-        return [outcome for outcome in self.outcomes if outcome.status == FAILED]
+    def done(self) -> int:
+        return sum(self.counts.values())
 
 
 def run_jobs(
@@ -67,8 +73,10 @@ def run_jobs(
     started = time.monotonic()
 
     def record(outcome: Outcome) -> None:
-        report.outcomes.append(outcome)
-        done = len(report.outcomes)
+        report.counts[outcome.status] += 1
+        if outcome.status == FAILED:
+            report.failed.append(Outcome(outcome.schema, FAILED, error=outcome.error))
+        done = report.done
         left = (time.monotonic() - started) / done * (len(schemas) - done)
         on_outcome(outcome, done, left)
 
@@ -102,24 +110,32 @@ def _run_in_workers(
     # stop request leaves nothing queued behind the running jobs.
     names = {alias: config.get("NAME") for alias, config in dict.items(settings.DATABASES)}
     pending = iter(schemas)
-    running: set[Future[Outcome]] = set()
+    running: dict[Future[Outcome], str] = {}
     with ProcessPoolExecutor(
         max_workers=parallel,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
         initargs=(os.environ.get("DJANGO_SETTINGS_MODULE"), sys.path, names),
     ) as pool:
+        broken = False
         while True:
-            while len(running) < parallel and not should_stop():
+            while len(running) < parallel and not (broken or should_stop()):
                 schema = next(pending, None)
                 if schema is None:
                     break
-                running.add(pool.submit(_run_job, job, schema, options))
+                running[pool.submit(_run_job, job, schema, options)] = schema
             if not running:
                 return
-            finished, running = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
             for future in finished:
-                record(future.result())
+                schema = running.pop(future)
+                try:
+                    record(future.result())
+                except BrokenProcessPool as exc:
+                    # A worker died (killed, out of memory): its schemas failed, and no new
+                    # one can start in this pool.
+                    broken = True
+                    record(Outcome(schema, FAILED, error=f"worker process died: {exc}"))
 
 
 def _init_worker(settings_module: str | None, path: list[str], names: dict[str, Any]) -> None:

@@ -84,30 +84,32 @@ class SchemaCommand(BaseCommand):
         """
         if parallel < 1:
             raise CommandError("--parallel must be at least 1.")
-        total = len(names) + len(done or [])
-        finished = list(done or [])
+        known = Counter(outcome.status for outcome in done or [])
+        total = len(names) + sum(known.values())
+        failures = 0
 
         def show(outcome: Outcome, count: int, seconds_left: float) -> None:
-            finished.append(outcome)
+            nonlocal failures
             for line in outcome.lines:
                 self.stdout.write(f"[{outcome.schema}] {line}")
             if outcome.status == FAILED:
+                failures += 1
                 self.stderr.write(f"[{outcome.schema}] FAILED: {outcome.error}")
             if verbosity >= 1 and total > 1:
-                failures = sum(1 for o in finished if o.status == FAILED)
                 self.stdout.write(
-                    f"Progress: {len(finished)}/{total} schemas, {failures} failed, "
-                    f"about {seconds_left:.0f}s left"
+                    f"Progress: {count + sum(known.values())}/{total} schemas, {failures} "
+                    f"failed, about {seconds_left:.0f}s left"
                 )
 
         report = run_jobs(
             job, names, options, parallel=parallel, failfast=failfast, on_outcome=show
         )
-        counts = Counter(outcome.status for outcome in finished)
+        counts = known + report.counts
+        finished = sum(counts.values())
         if verbosity >= 1:
             parts = [f"{counts[status]} {status}" for status in sorted(counts)]
-            if len(finished) < total:
-                parts.append(f"{total - len(finished)} not started")
+            if finished < total:
+                parts.append(f"{total - finished} not started")
             self.stdout.write(f"Summary: {', '.join(parts) or 'no schema selected'}.")
         if report.failed:
             listing = "\n".join(f"  {o.schema}: {o.error}" for o in report.failed)
@@ -117,7 +119,7 @@ class SchemaCommand(BaseCommand):
             )
         if report.interrupted:
             raise CommandError(
-                f"Interrupted after {len(finished)} of {total} schemas; run the command again "
+                f"Interrupted after {finished} of {total} schemas; run the command again "
                 f"to finish.",
                 returncode=130,
             )
