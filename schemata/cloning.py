@@ -69,14 +69,14 @@ def _structure(cursor: Any, template: str, src: str, dst: str) -> list[str]:
     for _oid, table in tables:
         statements.append(
             f"CREATE TABLE {dst}.{table} (LIKE {src}.{table} "
-            f"INCLUDING ALL EXCLUDING INDEXES EXCLUDING CONSTRAINTS)"
+            f"INCLUDING ALL EXCLUDING INDEXES EXCLUDING CONSTRAINTS EXCLUDING IDENTITY)"
         )
-    # Identity columns got new sequences from LIKE; serial columns and free-standing
-    # sequences need theirs made.
+    # Identity columns (LIKE would make their sequences bigint whatever the column), serial
+    # columns and free-standing sequences, each with a new sequence of its own.
     cursor.execute(
         "SELECT quote_ident(s.relname), q.seqstart, q.seqincrement, q.seqmin, q.seqmax, "
         "q.seqcycle, format_type(q.seqtypid, NULL), quote_ident(t.relname), "
-        "quote_ident(a.attname), d.deptype = 'i' "
+        "quote_ident(a.attname), a.attidentity, q.seqcache "
         "FROM pg_class s JOIN pg_sequence q ON q.seqrelid = s.oid "
         "LEFT JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass "
         "AND d.deptype IN ('a', 'i') "
@@ -85,15 +85,31 @@ def _structure(cursor: Any, template: str, src: str, dst: str) -> list[str]:
         "WHERE s.relnamespace = to_regnamespace(%s) AND s.relkind = 'S' ORDER BY s.oid",
         [template],
     )
-    for seq, start, step, low, high, cycle, kind, table, column, identity in cursor.fetchall():
-        if identity:
-            # LIKE makes identity sequences bigint whatever the column: restore the type.
-            statements.append(f"ALTER SEQUENCE {dst}.{seq} AS {kind}")
-            continue
-        statements.append(
-            f"CREATE SEQUENCE {dst}.{seq} AS {kind} INCREMENT {step} MINVALUE {low} "
-            f"MAXVALUE {high} START {start} {'CYCLE' if cycle else 'NO CYCLE'}"
+    for (
+        seq,
+        start,
+        step,
+        low,
+        high,
+        cycle,
+        kind,
+        table,
+        column,
+        identity,
+        cache,
+    ) in cursor.fetchall():
+        options = (
+            f"INCREMENT {step} MINVALUE {low} MAXVALUE {high} START {start} CACHE {cache} "
+            f"{'CYCLE' if cycle else 'NO CYCLE'}"
         )
+        if identity:
+            statements.append(
+                f"ALTER TABLE {dst}.{table} ALTER {column} ADD GENERATED "
+                f"{'ALWAYS' if identity == 'a' else 'BY DEFAULT'} AS IDENTITY "
+                f"(SEQUENCE NAME {dst}.{seq} {options})"
+            )
+            continue
+        statements.append(f"CREATE SEQUENCE {dst}.{seq} AS {kind} {options}")
         if table:
             statements.append(
                 f"ALTER TABLE {dst}.{table} ALTER {column} "
@@ -102,14 +118,21 @@ def _structure(cursor: Any, template: str, src: str, dst: str) -> list[str]:
             statements.append(f"ALTER SEQUENCE {dst}.{seq} OWNED BY {dst}.{table}.{column}")
     # Keys and checks before foreign keys, which need the keys they reference.
     cursor.execute(
-        "SELECT quote_ident(t.relname), quote_ident(c.conname), pg_get_constraintdef(c.oid) "
+        "SELECT quote_ident(t.relname), quote_ident(c.conname), pg_get_constraintdef(c.oid), "
+        "c.contype = 'f' "
         "FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
         "WHERE t.relnamespace = to_regnamespace(%s) AND c.contype IN ('p', 'u', 'x', 'c', 'f') "
         "ORDER BY c.contype = 'f', c.oid",
         [template],
     )
-    for table, constraint, definition in cursor.fetchall():
-        statements.append(f"ALTER TABLE {dst}.{table} ADD CONSTRAINT {constraint} {definition}")
+    # One ALTER TABLE per table and pass (keys and checks, then foreign keys).
+    grouped: dict[tuple[bool, str], list[str]] = {}
+    for table, constraint, definition, foreign in cursor.fetchall():
+        grouped.setdefault((foreign, table), []).append(
+            f"ADD CONSTRAINT {constraint} {definition}"
+        )
+    for (_foreign, table), clauses in sorted(grouped.items(), key=lambda item: item[0][0]):
+        statements.append(f"ALTER TABLE {dst}.{table} {', '.join(clauses)}")
     cursor.execute(
         "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i "
         "JOIN pg_class c ON c.oid = i.indexrelid "
