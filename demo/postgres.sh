@@ -10,35 +10,15 @@
 # short enough, else in /tmp/schemata-demo-<uid>-<hash>. As root it runs as the owner of
 # DATADIR or, for a new one, as 'nobody' (initdb and postgres refuse to run as root); when
 # that user cannot reach DATADIR (a clone under /root), the data goes to /var/tmp instead.
-# Binaries: PATH first, then the newest /usr/lib/postgresql/*/bin (SCHEMATA_PG_ROOT);
-# as root, 'apt-get install postgresql' when there are none.
+# Binaries: found (and, as root, installed when missing) by tests/postgres.sh --bindir.
 
-pg_root=${SCHEMATA_PG_ROOT:-/usr/lib/postgresql}
+pg_here=$(dirname -- "${BASH_SOURCE[0]}")
 pg_bindir=''
 pg_datadir=''
 pg_user=''
 pg_started=''
 
 pg_say() { echo "demo/postgres: $*" >&2; }
-
-# Prints the directory holding initdb, pg_ctl, postgres and psql, or fails.
-pg_find_bindir() {
-    local dir initdb
-    if initdb=$(command -v initdb); then
-        dir=$(dirname -- "$(readlink -f -- "$initdb")")
-        if [[ -x $dir/pg_ctl && -x $dir/postgres && -x $dir/psql ]]; then
-            echo "$dir"
-            return 0
-        fi
-    fi
-    while read -r dir; do
-        if [[ -x $dir/initdb && -x $dir/pg_ctl && -x $dir/postgres && -x $dir/psql ]]; then
-            echo "$dir"
-            return 0
-        fi
-    done < <(printf '%s\n' "$pg_root"/*/bin | sort -rV)
-    return 1
-}
 
 # As root, the user to run the server as: the owner of DATADIR ($1), or 'nobody' for a new one.
 pg_owner() {
@@ -74,20 +54,8 @@ pg_urlencode() {
 
 pg_start() {
     local datadir=$1 dbname=$2 sockdir exists log
-    if ! pg_bindir=$(pg_find_bindir); then
-        if [[ $(id -u) -ne 0 ]]; then
-            pg_say "PostgreSQL (initdb, pg_ctl, postgres, psql) not found on PATH or in" \
-                "$pg_root/*/bin: install it (apt-get install postgresql) or set DATABASE_URL."
-            return 1
-        fi
-        pg_say "PostgreSQL not found, installing it with apt-get"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2 || return 1
-        pg_bindir=$(pg_find_bindir) || {
-            pg_say "PostgreSQL still not found after installing it"
-            return 1
-        }
-    fi
+    # Found (or installed, as root) the way the test command finds them.
+    pg_bindir=$(bash "$pg_here/../tests/postgres.sh" --bindir) || return 1
 
     mkdir -p -- "$datadir"
     datadir=$(cd -- "$datadir" && pwd)

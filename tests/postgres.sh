@@ -13,6 +13,9 @@
 # If DATABASE_URL is already set, no server is started: COMMAND just runs
 # against that database.
 #
+# tests/postgres.sh --bindir prints the directory of the server binaries (after
+# installing them, as below, when they are missing) and exits.
+#
 # Environment:
 #   SCHEMATA_PG_ROOT  where versioned server binaries live when they are not on
 #                     PATH (default: /usr/lib/postgresql, as on Debian/Ubuntu).
@@ -23,7 +26,7 @@ if [[ $# -eq 0 ]]; then
     exit 2
 fi
 
-if [[ -n ${DATABASE_URL:-} ]]; then
+if [[ $1 != --bindir && -n ${DATABASE_URL:-} ]]; then
     exec "$@"
 fi
 
@@ -39,13 +42,14 @@ find_bindir() {
         # Resolve symlinks (e.g. /usr/local/bin/initdb) to the real bin dir,
         # where the matching pg_ctl, postgres and createdb live.
         dir=$(dirname -- "$(readlink -f -- "$initdb")")
-        if [[ -x $dir/pg_ctl && -x $dir/postgres && -x $dir/createdb ]]; then
+        if [[ -x $dir/pg_ctl && -x $dir/postgres && -x $dir/createdb && -x $dir/psql ]]; then
             echo "$dir"
             return 0
         fi
     fi
     while read -r dir; do
-        if [[ -x $dir/initdb && -x $dir/pg_ctl && -x $dir/postgres && -x $dir/createdb ]]; then
+        if [[ -x $dir/initdb && -x $dir/pg_ctl && -x $dir/postgres && -x $dir/createdb &&
+            -x $dir/psql ]]; then
             echo "$dir"
             return 0
         fi
@@ -69,6 +73,11 @@ if ! bindir=$(find_bindir); then
         say "PostgreSQL server binaries still not found after installing 'postgresql'"
         exit 1
     fi
+fi
+
+if [[ $1 == --bindir ]]; then
+    echo "$bindir"
+    exit 0
 fi
 
 # initdb and postgres refuse to run as root, so as root run the server as the
