@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # The checkout is measured, not some installed copy; it also makes `benchmarks` importable.
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import cpu_model, markdown_table  # noqa: E402
+
 SETTINGS = "benchmarks.migrations_settings"
 # pg_stat_activity is sampled this often while a command runs. A short command's connection
 # may live for a few milliseconds only: such commands are counted in extra, untimed runs
@@ -545,30 +547,6 @@ def targets(results: list[SizeResult]) -> list[str]:
             f"({growth:+.0%}; {verdict(abs(growth) <= 0.05)} at +-5%)"
         )
     return lines
-
-
-def markdown_table(table: list[list[str]]) -> list[str]:
-    """Lay out ``table`` (a header row, then rows) aligned; the first column left, others right."""
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-
-    def line(cells: list[str]) -> str:
-        padded = [cells[0].ljust(widths[0])]
-        padded += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = "|" + "-" * (widths[0] + 2) + "|" + "|".join("-" * (w + 1) + ":" for w in widths[1:])
-    return [line(table[0]), rule + "|", *(line(row) for row in table[1:])]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def parent(args: argparse.Namespace) -> None:
