@@ -92,17 +92,6 @@ def _schemata_isolation(request: pytest.FixtureRequest) -> Iterator[None]:
             layer.stop()
 
 
-def _activate(request: pytest.FixtureRequest, name: str) -> Iterator[Schema]:
-    from schemata.state import _current, get_schema
-
-    schema = get_schema(name)
-    token = _current.set(schema)
-    try:
-        yield schema
-    finally:
-        _current.reset(token)
-
-
 @pytest.fixture
 def schema(request: pytest.FixtureRequest, db: None) -> Iterator[Schema]:
     """Activate a schema for the test and return it; its writes are rolled back after.
@@ -114,13 +103,21 @@ def schema(request: pytest.FixtureRequest, db: None) -> Iterator[Schema]:
 
     marker = request.node.get_closest_marker("schema")
     name = marker.args[0] if marker else next(iter(conf.databases.schemas))
-    yield from _activate(request, name)
+    yield from _override(name)
 
 
 @pytest.fixture
 def every_schema(request: pytest.FixtureRequest, db: None) -> Iterator[Schema]:
     """Run the test once per schema in ``SCHEMATA_DOMAINS``, with that schema active."""
-    yield from _activate(request, request.param)
+    yield from _override(request.param)
+
+
+def _override(name: str) -> Iterator[Schema]:
+    from schemata.state import override
+
+    with override(name) as schema:
+        assert schema is not None
+        yield schema
 
 
 @pytest.fixture

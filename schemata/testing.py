@@ -19,7 +19,7 @@ from django.test import Client, TestCase, TransactionTestCase
 from schemata.conf import conf
 from schemata.connections import SchemataConnectionHandler
 from schemata.databases import Schema
-from schemata.state import _current, get_schema
+from schemata.state import activate, get_schema, reset
 
 _migrated = False
 
@@ -116,12 +116,12 @@ class SchemataTestMixin:
         cls._schemata_layer = Layer(cls._schemata_transactional).start()
         if cls.schema is not None:
             active = get_schema(cls.schema)
-            cls._schemata_token = _current.set(active)
+            cls._schemata_token = activate(active)
             cls.client = Client(HTTP_HOST=active.domains[0])
 
     def _fixture_teardown(self) -> None:
         if self.schema is not None:
-            _current.reset(self._schemata_token)
+            reset(self._schemata_token)
         self._schemata_layer.stop()
         super()._fixture_teardown()  # type: ignore[misc]
 
