@@ -9,7 +9,7 @@ from django.db import connections, transaction
 
 from schemata.schemas import create_schema
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "tests.services"]
 
 #: Schemas with every app migrated; the t00..t63 schemas only get the test app's tables.
 FULL_SCHEMAS = ("alpha", "beta")
