@@ -33,6 +33,9 @@ TENANTS = {
 }
 SEEDED = 5
 NOTE_RE = re.compile(r'<article class="note" id="note-(\d+)">\s*<h2>(.*?)</h2>', re.S)
+ATTACHMENT_RE = re.compile(
+    r'<article class="note" id="note-(\d+)">.*?class="attachment" href="(.*?)"', re.S
+)
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
@@ -68,7 +71,14 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo_env() -> Iterator[dict[str, str]]:
+def media_root() -> Iterator[str]:
+    """The demo's MEDIA_ROOT: a temporary directory, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="schemata-demo-media.") as path:
+        yield path
+
+
+@pytest.fixture(scope="module")
+def demo_env(media_root: str) -> Iterator[dict[str, str]]:
     """The environment of a demo set up as demo/run does it, in a throwaway database."""
     url = os.environ["DATABASE_URL"]
     name = f"schemata_demo_e2e_{os.getpid()}"
@@ -77,7 +87,12 @@ def demo_env() -> Iterator[dict[str, str]]:
         parts._replace(path=f"{parts.path.rsplit('/', 1)[0]}/{name}")
     )
     assert environ.Env.db_url_config(demo_url)["NAME"] == name
-    env = {**os.environ, "DATABASE_URL": demo_url, "DJANGO_SETTINGS_MODULE": "demo_site.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": demo_url,
+        "DJANGO_SETTINGS_MODULE": "demo_site.settings",
+        "MEDIA_ROOT": media_root,
+    }
 
     with _connect(environ.Env.db_url_config(url)) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -171,11 +186,19 @@ def port(demo_env: dict[str, str]) -> Iterator[int]:
 class Response:
     status: int
     headers: http.client.HTTPMessage
-    text: str
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
 
     def notes(self) -> dict[str, int]:
         """Title -> primary key of every note on the board."""
         return {html.unescape(title): int(pk) for pk, title in NOTE_RE.findall(self.text)}
+
+    def attachments(self) -> dict[int, str]:
+        """Primary key -> attachment URL of every note on the board that has one."""
+        return {int(pk): html.unescape(url) for pk, url in ATTACHMENT_RE.findall(self.text)}
 
     def csrf_token(self) -> str:
         match = CSRF_RE.search(self.text)
@@ -194,22 +217,32 @@ class Client:
     def get(self, path: str = "/") -> Response:
         return self.request("GET", path)
 
-    def post(self, path: str, form: dict[str, str]) -> Response:
-        return self.request("POST", path, form)
+    def post(
+        self, path: str, form: dict[str, str], files: dict[str, tuple[str, bytes]] | None = None
+    ) -> Response:
+        return self.request("POST", path, form, files)
 
-    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        form: dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes]] | None = None,
+    ) -> Response:
         headers = {"Host": self.host}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{key}={value}" for key, value in self.cookies.items())
         body = None
-        if form is not None:
-            body = urllib.parse.urlencode(form)
+        if files is not None:
+            body, headers["Content-Type"] = _multipart(form or {}, files)
+        elif form is not None:
+            body = urllib.parse.urlencode(form).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             conn.request(method, path, body, headers)
             response = conn.getresponse()
-            text = response.read().decode()
+            content = response.read()
         finally:
             conn.close()
         for header in response.headers.get_all("Set-Cookie") or []:
@@ -218,7 +251,25 @@ class Client:
                     self.cookies.pop(key, None)
                 else:
                     self.cookies[key] = morsel.value
-        return Response(response.status, response.headers, text)
+        return Response(response.status, response.headers, content)
+
+
+def _multipart(form: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body and its Content-Type, as a browser sends a form with files."""
+    boundary = f"demo-boundary-{random.randrange(10**12)}"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in form.items()
+    ]
+    for key, (filename, data) in files.items():
+        head = (
+            f"--{boundary}\r\nContent-Disposition: form-data; "
+            f'name="{key}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        parts.append(head.encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def test_each_tenant_sees_its_own_notes_and_settings(port: int) -> None:
@@ -277,7 +328,7 @@ def test_unknown_hosts(port: int) -> None:
     assert Client(port, "evil.example").get().status == 400
 
 
-def test_each_tenant_has_its_own_admin_and_sessions(port: int) -> None:
+def test_a_login_on_alpha_is_not_a_login_on_beta(port: int) -> None:
     alpha = Client(port, "alpha.localhost")
     login = {"username": "admin", "password": "admin", "next": "/admin/"}
     token = alpha.get("/admin/login/").csrf_token()
@@ -287,9 +338,57 @@ def test_each_tenant_has_its_own_admin_and_sessions(port: int) -> None:
     index = alpha.get("/admin/")
     assert index.status == 200
     assert "schema alpha" in index.text
+    assert '<span id="user">signed in as admin</span>' in alpha.get().text
 
     # The same session cookie means nothing to beta: its sessions live in its own schema.
     beta = Client(port, "beta.localhost", cookies=dict(alpha.cookies))
     response = beta.get("/admin/")
     assert response.status == 302
     assert response.headers["Location"].startswith("/admin/login/")
+    assert "signed in" not in beta.get().text
+
+
+def _attach(client: Client, data: bytes) -> tuple[int, str]:
+    """Add a note with an attachment on ``client``'s tenant; return its key and file's URL."""
+    title = f"Attached {random.randrange(10**6)}"
+    form = {
+        "title": title,
+        "body": "",
+        "tags": "",
+        "csrfmiddlewaretoken": client.get().csrf_token(),
+    }
+    created = client.post("/", form, files={"attachment": ("plan.txt", data)})
+    assert created.status == 302, created.text
+    page = client.get()
+    pk = page.notes()[title]
+    return pk, page.attachments()[pk]
+
+
+def _delete(client: Client, pk: int) -> None:
+    deleted = client.post(
+        f"/notes/{pk}/delete/", {"csrfmiddlewaretoken": client.get().csrf_token()}
+    )
+    assert deleted.status == 302, deleted.text
+
+
+def test_an_attachment_is_served_on_its_tenants_host_only(port: int) -> None:
+    alpha, beta = Client(port, "alpha.localhost"), Client(port, "beta.localhost")
+    data = b"alpha's plan \x00\xff"
+    pk, url = _attach(alpha, data)
+
+    served = alpha.get(url)
+    elsewhere = beta.get(url)
+    _delete(alpha, pk)
+
+    assert url == "/media/attachments/plan.txt"
+    assert (served.status, served.body) == (200, data)
+    assert elsewhere.status == 404
+
+
+def test_deleting_a_note_deletes_its_attachment(port: int) -> None:
+    alpha = Client(port, "alpha.localhost")
+    pk, url = _attach(alpha, b"soon gone")
+
+    _delete(alpha, pk)
+
+    assert alpha.get(url).status == 404

@@ -19,6 +19,13 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "static/"
+# Uploads: each tenant's in MEDIA_ROOT/<schema>/, served on its own host at MEDIA_URL.
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(BASE_DIR / ".media"))
+MEDIA_URL = "media/"
+STORAGES = {
+    "default": {"BACKEND": "schemata.storage.SchemaFileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -67,7 +74,7 @@ SCHEMATA_DOMAINS = {
     "gamma.localhost": {"schema_name": "gamma", "plan": "enterprise", "colour": "#9b2c2c"},
 }
 # Tables in public, shared by every tenant; every other app has its tables in each schema
-# (users too: each tenant has its own admin accounts).
+# (users and sessions too: each tenant has its own admin accounts, and a login is bound to it).
 SCHEMATA_SHARED_APPS = ["announcements"]
 DATABASES = expand_databases({"default": env.db("DATABASE_URL")}, SCHEMATA_DOMAINS)
 DATABASE_ROUTERS = ["schemata.routers.SchemataRouter"]

@@ -10,7 +10,7 @@ class NoteForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = Note
-        fields = ["title", "body"]
+        fields = ["title", "body", "attachment"]
         widgets = {"body": forms.Textarea(attrs={"rows": 3})}
 
     def clean_tags(self) -> list[str]:

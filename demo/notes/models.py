@@ -17,6 +17,8 @@ class Note(models.Model):
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
     tags = models.ManyToManyField(Tag, blank=True, related_name="notes")
+    # Stored as "attachments/<file>": the storage puts it in the tenant's folder.
+    attachment = models.FileField(upload_to="attachments/", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -15,7 +15,7 @@ from notes.models import Note, Tag
 
 def board(request: HttpRequest) -> HttpResponse:
     """The tenant's notes, and a form to add one."""
-    form = NoteForm(request.POST or None)
+    form = NoteForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         with schemata.atomic():  # the note, its tags and their links: all or nothing
             note = form.save()
@@ -48,5 +48,7 @@ def delete_note(request: HttpRequest, pk: int) -> HttpResponse:
     note = get_object_or_404(Note, pk=pk)  # only this tenant's notes: pk is per schema
     with schemata.atomic():  # the note and its tag links
         note.delete()
+    if note.attachment:  # files are not rolled back: removed once the rows are gone
+        note.attachment.delete(save=False)
     messages.success(request, f"Deleted {note.title!r}.")
     return redirect("board")
