@@ -11,7 +11,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import ConnectionHandler
 
 from schemata.conf import conf
-from schemata.databases import SchemataDatabases
+from schemata.databases import GUARD_SCHEMA, SchemataDatabases
 from schemata.exceptions import SchemaUnavailable, TransactionMismatch
 
 
@@ -63,6 +63,14 @@ class SchemataConnectionHandler(ConnectionHandler):
     def all(self, initialized_only: bool = False) -> list[BaseDatabaseWrapper]:
         conns: list[BaseDatabaseWrapper] = list(super().all(initialized_only=initialized_only))
         return conns + [self[alias] for alias in list(self._schema_aliases())]
+
+    def discard_schema_connections(self) -> None:
+        """Close and forget this thread's schema connections, except those in a transaction."""
+        for alias in list(self._schema_aliases()):
+            conn = self[alias]
+            if not conn.in_atomic_block:
+                conn.close()
+                del self[alias]
 
     def release_idle(self) -> None:
         """Forget this thread's schema connection objects that hold no open connection."""
@@ -130,21 +138,44 @@ def release_idle_connections(**kwargs: Any) -> None:
         connections.release_idle()
 
 
+def discard_on_setting_change(setting: str, **kwargs: Any) -> None:
+    """``setting_changed`` receiver: a schema connection's settings are fixed when it is made."""
+    if setting == "DATABASES":
+        # Django caches DATABASES in the handler for good (BaseConnectionHandler.settings).
+        connections.__dict__.pop("settings", None)
+        connections._settings = None  # type: ignore[attr-defined]
+    if (setting == "DATABASES" or setting.startswith("SCHEMATA_")) and isinstance(
+        connections, SchemataConnectionHandler
+    ):
+        connections.discard_schema_connections()
+
+
 def verify_search_path(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    """``connection_created`` receiver: refuse a schema connection whose schema is not there."""
+    """``connection_created`` receiver: refuse a schema connection whose path is not whole."""
     schema = conf.databases.schemas.get(connection.alias)
     if schema is None:
         return
-    # The raw connection: this check is neither logged as a query nor guarded.
-    row = connection.connection.execute("SELECT current_schema()").fetchone()
-    current = row[0] if row else None
+    # The raw connection: this check is neither logged as a query nor guarded. The path as
+    # resolved lists only schemas that exist and that the role may use.
+    row = connection.connection.execute("SELECT current_schemas(false)").fetchone()
+    resolved: list[str] = row[0] if row else []
+    current = resolved[0] if resolved else None
+    database = connection.settings_dict["NAME"]
     if current != schema.name:
         connection.close()
         raise SchemaUnavailable(
             f"The schema {schema.name!r} (database alias {connection.alias!r}) does not exist "
-            f"in database {connection.settings_dict['NAME']!r} or its role may not use it "
+            f"in database {database!r} or its role may not use it "
             f"(current_schema() is {current!r}). Create it with "
             f"'python manage.py manage_schemata', or grant USAGE on it."
+        )
+    if conf.SHARED_APPS and resolved[1:2] != [GUARD_SCHEMA]:
+        connection.close()
+        raise SchemaUnavailable(
+            f"The schema {GUARD_SCHEMA!r} is missing from database {database!r}: without it, "
+            f"a table missing from {schema.name!r} would be read from public. Run "
+            f"'python manage.py migrate' (it rebuilds {GUARD_SCHEMA!r} when "
+            f"SCHEMATA_SHARED_APPS is set)."
         )
 
 

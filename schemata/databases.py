@@ -13,7 +13,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 DEFAULT_BASE = "default"
 SCHEMA_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
-RESERVED_SCHEMAS = frozenset({"public", "information_schema"})
+#: Between a schema and public on schema paths; see schemata/guard.py.
+GUARD_SCHEMA = "schemata_guard"
+RESERVED_SCHEMAS = frozenset({"public", "information_schema", GUARD_SCHEMA})
 
 
 @dataclass(frozen=True)
@@ -75,12 +77,25 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
         settings = copy.deepcopy(dict.__getitem__(self, schema.base))
         options = settings.setdefault("OPTIONS", {})
         existing = str(options.get("options", "")).strip()
-        # public only when shared apps need it: otherwise a missing schema could fall back to it.
-        path = [schema.name, *(["public"] if conf.SHARED_APPS else []), *conf.EXTENSION_SCHEMAS]
+        # public only when shared apps need it, and then behind the guard, which stops tenant
+        # table names that the schema does not resolve.
+        shared = [GUARD_SCHEMA, "public"] if conf.SHARED_APPS else []
+        path = [schema.name, *shared, *conf.EXTENSION_SCHEMAS]
         search_path = f"-c search_path={','.join(path)}"
         options["options"] = f"{existing} {search_path}" if existing else search_path
-        settings["ATOMIC_REQUESTS"] = False
+        options["application_name"] = application_name(options, schema.name)
+        # Django never reads this for schema aliases (it walks only the listed aliases), but
+        # third-party code does: DRF's set_rollback() marks a handled error for rollback only on
+        # connections that say ATOMIC_REQUESTS and are in an atomic block.
+        settings["ATOMIC_REQUESTS"] = self.atomic_requests
         return settings
+
+
+def application_name(options: Mapping[str, Any], schema: str) -> str:
+    """The ``application_name`` of a schema's connections: the base's (or "schemata"), then
+    the schema, so operators (and ``manage_schemata --drop``) can tell them apart."""
+    # PostgreSQL keeps 63 bytes of it.
+    return f"{options.get('application_name') or 'schemata'}:{schema}"[:63]
 
 
 def expand_databases(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import connections
 
-SYSTEM_SCHEMAS = ("public", "information_schema")
+from schemata.databases import RESERVED_SCHEMAS
 
 
 def existing_schemas(using: str = "default") -> set[str]:
@@ -13,7 +13,7 @@ def existing_schemas(using: str = "default") -> set[str]:
         cursor.execute(
             "SELECT nspname FROM pg_namespace "
             "WHERE nspname NOT LIKE 'pg\\_%%' AND nspname <> ALL(%s)",
-            [list(SYSTEM_SCHEMAS)],
+            [sorted(RESERVED_SCHEMAS)],
         )
         return {row[0] for row in cursor.fetchall()}
 
@@ -31,16 +31,9 @@ def create_schema(name: str, using: str = "default") -> bool:
 
 def tenant_tables() -> dict[str, str]:
     """Map each table of a tenant app (not in ``SCHEMATA_SHARED_APPS``) to its app label."""
-    from django.apps import apps
+    from schemata.guard import tenant_models
 
-    from schemata.conf import conf
-
-    shared = conf.SHARED_APPS
-    return {
-        model._meta.db_table: model._meta.app_label
-        for model in apps.get_models(include_auto_created=True)
-        if model._meta.managed and model._meta.app_label not in shared
-    }
+    return {model._meta.db_table: model._meta.app_label for model in tenant_models()}
 
 
 def public_leftovers(using: str = "default") -> dict[str, str]:

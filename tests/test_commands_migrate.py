@@ -315,7 +315,9 @@ class TestMigrateSchemata:
         lines = run("sync_schemata", "--schema", "fresh4", interactive=False)
 
         assert "[fresh4] Operations to perform:" in lines
-        assert "[fresh4]   Synchronize unmigrated apps: schemata" in lines
+        assert (
+            "[fresh4]   Synchronize unmigrated apps: messages, rest_framework, schemata" in lines
+        )
         assert lines[-1] == "Summary: 1 applied."
         assert recorded("fresh4") == ON_DISK
 

@@ -42,8 +42,9 @@ def test_a_missing_schema_fails_loudly_instead_of_falling_back() -> None:
 
     assert str(excinfo.value) == (
         "The schema 'ghost' (database alias 'ghost') does not exist in database "
-        "'test_schemata' or its role may not use it (current_schema() is None). Create it "
-        "with 'python manage.py manage_schemata', or grant USAGE on it."
+        f"'{connections['default'].settings_dict['NAME']}' or its role may not use it "
+        "(current_schema() is None). Create it with 'python manage.py manage_schemata', or "
+        "grant USAGE on it."
     )
     assert connections["ghost"].connection is None
 

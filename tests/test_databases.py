@@ -38,7 +38,19 @@ def test_search_path_is_the_only_option_when_the_user_had_none() -> None:
         {"a.example.com": {"schema_name": "alpha"}},
     )
 
-    assert databases["alpha"]["OPTIONS"] == {"options": "-c search_path=alpha"}
+    assert databases["alpha"]["OPTIONS"] == {
+        "options": "-c search_path=alpha",
+        "application_name": "schemata:alpha",
+    }
+
+
+def test_schema_connections_are_named_after_the_bases_application_name() -> None:
+    base = {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {"application_name": "shop"}}
+
+    databases = expand_databases({"default": base}, {"a.example.com": {"schema_name": "alpha"}})
+
+    assert databases["alpha"]["OPTIONS"]["application_name"] == "shop:alpha"
+    assert databases["default"]["OPTIONS"]["application_name"] == "shop"
 
 
 def test_schema_settings_share_no_nested_object_with_the_base_or_each_other() -> None:
@@ -84,13 +96,19 @@ def test_schema_aliases_are_found_but_not_listed() -> None:
         databases["nope"]
 
 
-def test_atomic_requests_is_taken_off_every_alias_and_remembered() -> None:
+def test_atomic_requests_moves_from_the_listed_aliases_to_the_schema_aliases() -> None:
     base = copy.deepcopy(BASE) | {"ATOMIC_REQUESTS": True}
 
     databases = expand_databases({"default": base}, {"a.example.com": {"schema_name": "alpha"}})
 
     assert databases.atomic_requests is True
     assert databases["default"]["ATOMIC_REQUESTS"] is False
+    assert databases["alpha"]["ATOMIC_REQUESTS"] is True
+
+
+def test_schema_aliases_have_no_atomic_requests_when_the_base_has_none() -> None:
+    databases = expand_databases({"default": BASE}, {"a.example.com": {"schema_name": "alpha"}})
+
     assert databases["alpha"]["ATOMIC_REQUESTS"] is False
 
 

@@ -252,6 +252,13 @@ class TestAtomicRequests:
         assert not connections["alpha"].in_atomic_block
         assert Note.objects.using("alpha").count() == 0
 
+    def test_a_drf_view_that_handles_its_error_rolls_back_its_writes(self) -> None:
+        response = Client().get("/drf/reject/", {"title": "half-written"}, **ALPHA)
+
+        assert response.status_code == 400
+        assert response.json() == {"title": "rejected after writing"}
+        assert Note.objects.using("alpha").count() == 0
+
     def test_non_atomic_requests_views_are_left_alone(self) -> None:
         response = Client().get("/notes/non-atomic/", {"title": "free"}, **ALPHA)
 

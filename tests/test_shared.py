@@ -48,7 +48,10 @@ def tables(schema: str) -> set[str]:
 class TestSharedApps:
     def test_tenant_tables_are_in_the_schema_and_shared_tables_only_in_public(self) -> None:
         assert tables("fresh1") == {
+            "authtoken_token",
+            "django_admin_log",
             "django_migrations",
+            "schemata_auth_membership",
             "seedapp_seed",
             "testapp_note",
             "testapp_tag",
@@ -61,7 +64,7 @@ class TestSharedApps:
                 cursor.execute("SHOW search_path")
                 return cursor.fetchone()[0]  # type: ignore[index, no-any-return]
 
-        assert in_thread(search_path) == "fresh1,public"
+        assert in_thread(search_path) == "fresh1,schemata_guard,public"
 
     def test_migrate_schemata_migrates_public_first(self) -> None:
         call_command("migrate", "seedapp", "0002", database="default", verbosity=0)
@@ -213,7 +216,10 @@ class TestSharedChecks:
     def test_extension_schemas_follow_public_on_every_schema_path(self) -> None:
         settings = connections.settings["alpha"]
 
-        assert settings["OPTIONS"]["options"] == "-c search_path=alpha,public,extensions"
+        assert (
+            settings["OPTIONS"]["options"]
+            == "-c search_path=alpha,schemata_guard,public,extensions"
+        )
 
 
 @pytest.mark.usefixtures("fresh")

@@ -13,4 +13,5 @@ urlpatterns = [
     path("session/", views.remember),
     path("stream/", views.stream),
     path("astream/", views.astream),
+    path("drf/reject/", views.RejectAfterWriting.as_view()),
 ]

@@ -5,6 +5,10 @@ from collections.abc import AsyncIterator, Iterator
 from django.db import connections, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 import schemata
 from tests.testapp.models import Note
@@ -76,3 +80,15 @@ def create_note_non_atomic(request: HttpRequest) -> JsonResponse:
 async def acreate_note(request: HttpRequest) -> JsonResponse:
     note = await Note.objects.acreate(title=request.GET["title"])
     return JsonResponse({"id": note.pk})
+
+
+class RejectAfterWriting(APIView):
+    """A DRF view that writes, then rejects the request with a handled error (a 400)."""
+
+    authentication_classes: list[type] = []
+    permission_classes: list[type] = []
+    renderer_classes = [JSONRenderer]
+
+    def get(self, request: Request) -> JsonResponse:
+        Note.objects.create(title=request.query_params["title"])
+        raise ValidationError({"title": "rejected after writing"})

@@ -7,6 +7,7 @@ from django.core.management.commands.migrate import Command as MigrateCommand
 from django.db import DEFAULT_DB_ALIAS
 
 from schemata.conf import conf
+from schemata.guard import build_guard
 from schemata.management.base import SchemaCommand
 from schemata.migrator import PUBLIC, migrate_schema, up_to_date_schemas
 from schemata.runner import FAILED, Outcome
@@ -91,6 +92,7 @@ class Command(SchemaCommand):
     def migrate_public(self, options: dict[str, Any], skip_current: bool) -> None:
         """Migrate the base database first: schema tables may refer to shared ones."""
         if skip_current and PUBLIC in up_to_date_schemas([PUBLIC]):
+            build_guard(DEFAULT_DB_ALIAS)  # migrate would have, after its post_migrate
             return
         outcome = migrate_schema(PUBLIC, options)
         for line in outcome.lines:
