@@ -27,6 +27,7 @@ from django.core.checks import CheckMessage, Warning
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from schemata.conf import conf
 from schemata.databases import Schema, schema_name_problem
 from schemata.state import _current
 
@@ -45,11 +46,6 @@ def make_key(key: str, key_prefix: str, version: int) -> str:
     if schema is None:
         return f"{key_prefix}:!:{version}:{key}"
     return f"{key_prefix}:{schema.name}:{version}:{key}"
-
-
-def shared_caches() -> frozenset[str]:
-    """Cache aliases meant to be shared by every schema (``SCHEMATA_SHARED_CACHES``)."""
-    return frozenset(getattr(settings, "SCHEMATA_SHARED_CACHES", ()))
 
 
 def clear_schema(schema: str | Schema, alias: str = "default") -> int:
@@ -117,7 +113,7 @@ def check_cache_key_functions(
 ) -> list[CheckMessage]:
     """Warn about each cache whose keys do not carry the active schema."""
     warnings: list[CheckMessage] = []
-    shared = shared_caches()
+    shared = conf.SHARED_CACHES
     for alias, options in settings.CACHES.items():
         if alias in shared or _is_make_key(options.get("KEY_FUNCTION")):
             continue

@@ -7,12 +7,18 @@ from typing import Any
 
 from django.apps import AppConfig, apps
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db.utils import load_backend
+from django.utils.module_loading import import_string
 
+from schemata.cache import check_cache_key_functions
 from schemata.conf import conf
 from schemata.databases import SchemataDatabases, normalize_host, schema_name_problem
 from schemata.schemas import misplaced_extensions, public_leftovers
+from schemata.storage import check_storage
+
+register(check_cache_key_functions, Tags.caches)
+register(check_storage)
 
 ROUTER = "schemata.routers.SchemataRouter"
 MIDDLEWARE = "schemata.middleware.SchemataMiddleware"
@@ -173,3 +179,84 @@ def check_database(
             )
         )
     return errors
+
+
+@register(Tags.security)
+def check_tenant_bound_auth(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    from importlib import import_module
+
+    from schemata.sessions import SchemaSessionMixin
+
+    errors: list[CheckMessage] = []
+    shared = conf.SHARED_APPS
+    if "sessions" in shared:
+        try:
+            store = import_module(settings.SESSION_ENGINE).SessionStore
+        except (ImportError, AttributeError):
+            store = None  # Django reports a broken engine on first use
+        if store is not None and not issubclass(store, SchemaSessionMixin):
+            errors.append(
+                Error(
+                    f"Sessions are shared by every tenant and SESSION_ENGINE "
+                    f"({settings.SESSION_ENGINE!r}) does not bind them to one: a session "
+                    f"made on one tenant is valid on all.",
+                    hint="Set SESSION_ENGINE = 'schemata.sessions.db' (or cached_db, cache, "
+                    "file, signed_cookies).",
+                    id="schemata.E013",
+                )
+            )
+    user_label = settings.AUTH_USER_MODEL.partition(".")[0]
+    if user_label in shared:
+        from schemata.auth.backends import MembershipBackend
+
+        backends = [_class_of(path) for path in settings.AUTHENTICATION_BACKENDS]
+        blind = [
+            path
+            for path, backend in zip(settings.AUTHENTICATION_BACKENDS, backends, strict=True)
+            if backend is not None and not issubclass(backend, MembershipBackend)
+        ]
+        if not apps.is_installed("schemata.auth") or blind or not any(backends):
+            errors.append(
+                Error(
+                    "Users are shared by every tenant, and "
+                    + (
+                        f"{', '.join(map(repr, blind))} let(s) any user log in on any tenant."
+                        if blind and apps.is_installed("schemata.auth")
+                        else "nothing limits them to the tenants that grant them access."
+                    ),
+                    hint="Add 'schemata.auth' to INSTALLED_APPS (a tenant app) and set "
+                    "AUTHENTICATION_BACKENDS = ['schemata.auth.backends.MembershipBackend'].",
+                    id="schemata.E014",
+                )
+            )
+    if "admin" in shared:
+        errors.append(
+            Warning(
+                "The admin app is shared: every tenant's admin lists every tenant's recent "
+                "actions, with their object names.",
+                hint="Remove 'admin' from SCHEMATA_SHARED_APPS: its log then lives in each "
+                "schema and may point to shared users.",
+                id="schemata.W002",
+            )
+        )
+    if "authtoken" in shared:
+        errors.append(
+            Warning(
+                "rest_framework.authtoken is shared: a token made on one tenant authenticates "
+                "on every tenant.",
+                hint="Remove 'authtoken' from SCHEMATA_SHARED_APPS, so each tenant keeps its "
+                "own tokens.",
+                id="schemata.W004",
+            )
+        )
+    return errors
+
+
+def _class_of(path: str) -> type | None:
+    try:
+        found = import_string(path)
+    except ImportError:
+        return None  # Django reports it when authenticating
+    return found if isinstance(found, type) else None

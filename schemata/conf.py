@@ -49,6 +49,11 @@ class Settings:
         return tuple(getattr(settings, "SCHEMATA_EXTENSION_SCHEMAS", ()))
 
     @property
+    def SHARED_CACHES(self) -> frozenset[str]:
+        """Cache aliases every schema shares: their keys need not carry a schema."""
+        return frozenset(getattr(settings, "SCHEMATA_SHARED_CACHES", ()))
+
+    @property
     def ATOMIC_GUARD(self) -> bool:
         value = getattr(settings, "SCHEMATA_ATOMIC_GUARD", None)
         return bool(settings.DEBUG if value is None else value)

@@ -12,7 +12,7 @@ class UnknownSchema(SchemataError, LookupError):
 
 
 class NoActiveSchema(SchemataError):
-    """A query needed the active schema and none was active (``SCHEMATA_STRICT``)."""
+    """An operation needed the active schema and none was active (``SCHEMATA_STRICT``, files)."""
 
 
 class SchemaUnavailable(SchemataError):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.contrib import admin
 from django.urls import path
 
 from tests import views
@@ -14,4 +15,8 @@ urlpatterns = [
     path("stream/", views.stream),
     path("astream/", views.astream),
     path("drf/reject/", views.RejectAfterWriting.as_view()),
+    path("login/", views.log_in),
+    path("me/", views.me),
+    path("drf/me/", views.ApiMe.as_view()),
+    path("admin/", admin.site.urls),
 ]

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+from django.contrib.auth import authenticate, login
 from django.db import connections, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -92,3 +94,30 @@ class RejectAfterWriting(APIView):
     def get(self, request: Request) -> JsonResponse:
         Note.objects.create(title=request.query_params["title"])
         raise ValidationError({"title": "rejected after writing"})
+
+
+@csrf_exempt
+def log_in(request: HttpRequest) -> JsonResponse:
+    user = authenticate(
+        request, username=request.POST["username"], password=request.POST["password"]
+    )
+    if user is not None:
+        login(request, user)
+    return JsonResponse({"logged_in": user is not None})
+
+
+def _describe(user: Any) -> dict[str, Any]:
+    if user is None or not user.is_authenticated:
+        return {"user": None}
+    return {"user": user.username, "is_staff": user.is_staff, "is_superuser": user.is_superuser}
+
+
+def me(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(_describe(request.user))
+
+
+class ApiMe(APIView):
+    """Who DRF authenticated (token or session)."""
+
+    def get(self, request: Request) -> JsonResponse:
+        return JsonResponse(_describe(request.user))
