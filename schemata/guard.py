@@ -76,7 +76,7 @@ def build_guard(using: str) -> None:
             columns = ", ".join(
                 f"{quote(field.column)} {db_type}"
                 for field in model._meta.local_concrete_fields
-                if (db_type := field.db_type(connection)) is not None
+                if field.column and (db_type := field.db_type(connection)) is not None
             )
             statements += [
                 f"CREATE VIEW {view} AS SELECT * FROM {GUARD_SCHEMA}.missing({literal}) "

@@ -111,3 +111,21 @@ def test_drop_dry_run_and_noinput(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "stray" in existing_schemas()
     assert manage_schemata("--drop", "stray", "--noinput") == ["stray: dropped"]
     assert "stray" not in existing_schemas()
+
+
+def test_drop_ends_the_connections_still_open_on_the_schema() -> None:
+    import psycopg
+
+    create_stray()
+    params = connections["default"].get_connection_params()
+    on_stray = psycopg.connect(**{**params, "application_name": "schemata:stray"})
+    elsewhere = psycopg.connect(**{**params, "application_name": "schemata:alpha"})
+
+    lines = manage_schemata("--drop", "stray", "--noinput")
+
+    assert lines == ["stray: dropped, 1 open connections ended"]
+    with pytest.raises(psycopg.OperationalError):
+        on_stray.execute("SELECT 1")
+    assert elsewhere.execute("SELECT 1").fetchone() == (1,)
+    on_stray.close()
+    elsewhere.close()
