@@ -133,7 +133,11 @@ def install() -> None:
 
 
 def release_idle_connections(**kwargs: Any) -> None:
-    """``request_finished`` receiver: runs after Django's ``close_old_connections``."""
+    """``request_finished`` receiver: runs after Django's ``close_old_connections``.
+
+    (Django connects that one at import, before any app is ready; the test client disconnects
+    and reconnects it around each request, which puts it last.)
+    """
     if isinstance(connections, SchemataConnectionHandler):
         connections.release_idle()
 

@@ -61,17 +61,29 @@ def schemata_setup(
     """Create and migrate every schema of ``SCHEMATA_DOMAINS`` in the test database, once.
 
     With ``--reuse-db`` the schemas are kept between sessions and only checked. Schema
-    connections are closed at the end, so that the test database can be dropped.
+    connections are closed at the end, so that the test database can be dropped. Turns
+    ``SCHEMATA_ATOMIC_GUARD`` on for the session unless the settings choose.
     """
+    from django.conf import settings
     from django.db import connections
+    from django.test import override_settings
 
     from schemata.testing import setup_schemas
 
-    with django_db_blocker.unblock():
-        setup_schemas(parallel=int(pytestconfig.getini("schemata_parallel")))
-    yield
-    with django_db_blocker.unblock():
-        connections.close_all()
+    # pytest-django runs tests with DEBUG off, which would leave the guard off.
+    guard = override_settings(SCHEMATA_ATOMIC_GUARD=True)
+    guarded = getattr(settings, "SCHEMATA_ATOMIC_GUARD", None) is None
+    if guarded:
+        guard.enable()
+    try:
+        with django_db_blocker.unblock():
+            setup_schemas(parallel=int(pytestconfig.getini("schemata_parallel")))
+        yield
+    finally:
+        with django_db_blocker.unblock():
+            connections.close_all()
+        if guarded:
+            guard.disable()
 
 
 @pytest.fixture(autouse=True)
@@ -84,6 +96,10 @@ def _schemata_isolation(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     request.getfixturevalue("schemata_setup")
     blocker = request.getfixturevalue("django_db_blocker")
+    if not transactional:
+        # Set up after (so torn down before) the test's transaction on the base database,
+        # which the schema aliases join.
+        request.getfixturevalue("db")
     layer = Layer(transactional).start()
     try:
         yield

@@ -8,6 +8,7 @@ Only the schemas a test uses cost anything, however many there are.
 
 from __future__ import annotations
 
+import re
 import threading
 from contextvars import Token
 from typing import Any, ClassVar
@@ -15,10 +16,12 @@ from typing import Any, ClassVar
 from django.core.management import call_command
 from django.db import connections, transaction
 from django.test import Client, TestCase, TransactionTestCase
+from psycopg.pq import TransactionStatus
 
 from schemata.conf import conf
 from schemata.connections import SchemataConnectionHandler
 from schemata.databases import Schema
+from schemata.exceptions import SchemaUnavailable
 from schemata.state import activate, get_schema, reset
 
 _migrated = False
@@ -41,28 +44,36 @@ class _IsolatingHandler(SchemataConnectionHandler):
     """The connection handler while a test runs: reports each schema alias that is used."""
 
     def __getitem__(self, alias: str) -> Any:
-        global _entering
         conn = super().__getitem__(alias)
-        if not _entering:
+        if not getattr(_local, "entering", False):
             # Entering a transaction looks the alias up again: let that pass, so that the
             # outer layer's transaction is entered before the inner layer's.
-            _entering = True
+            _local.entering = True
             try:
-                for layer in _layers:
+                for layer in list(_layers):
                     layer.touch(alias)
             finally:
-                _entering = False
+                _local.entering = False
         return conn
 
 
 class Layer:
-    """One level of isolation: a test class's or a test's transactions, or a flush list."""
+    """One level of isolation: a test class's or a test's transactions, or a flush list.
+
+    In a test that rolls back, a schema alias runs on its base alias's connection, inside the
+    test's transaction, with its search path set before each statement: rows written through
+    any alias (shared rows included) are visible through every other, as in production where
+    they are committed. A transactional test flushes the schemas it touched, and its flush of
+    the base database cascades into the schema tables that refer to shared tables.
+    """
 
     def __init__(self, transactional: bool = False) -> None:
         self.transactional = transactional
         self.thread = threading.get_ident()
         self.atomics: dict[str, transaction.Atomic] = {}
         self.touched: dict[str, None] = {}
+        self.shared: list[str] = []
+        self.cascades: list[Any] = []
 
     def touch(self, alias: str) -> None:
         if alias in self.touched or alias not in conf.databases.schemas:
@@ -71,6 +82,8 @@ class Layer:
             self.touched[alias] = None
         elif threading.get_ident() == self.thread:
             self.touched[alias] = None
+            if _share(alias):
+                self.shared.append(alias)
             atomic = transaction.atomic(using=alias)
             atomic._from_testcase = True  # type: ignore[attr-defined]
             atomic.__enter__()
@@ -80,6 +93,11 @@ class Layer:
         if not _layers:
             connections.__class__ = _IsolatingHandler
         _layers.append(self)
+        if self.transactional:
+            for base in sorted({schema.base for schema in conf.databases.schemas.values()}):
+                cascade = connections[base].execute_wrapper(_cascade_truncate)
+                cascade.__enter__()
+                self.cascades.append(cascade)
         return self
 
     def stop(self) -> None:
@@ -89,13 +107,102 @@ class Layer:
         for alias, atomic in reversed(self.atomics.items()):
             transaction.set_rollback(True, using=alias)
             atomic.__exit__(None, None, None)
+        for alias in reversed(self.shared):
+            _unshare(alias)
         for alias in self.touched if self.transactional else ():
             connections[alias].close()
             call_command("flush", database=alias, interactive=False, verbosity=0)
+        for cascade in reversed(self.cascades):
+            cascade.__exit__(None, None, None)
 
 
 _layers: list[Layer] = []
-_entering = False
+_local = threading.local()
+# Statements that must reach the connection whatever its path, even in a failed transaction.
+_TRANSACTION_CONTROL = re.compile(r"\s*(SAVEPOINT|ROLLBACK|RELEASE)\b", re.IGNORECASE)
+
+
+class _OnPath:
+    """Execute wrapper: run each statement on ``path``, on a connection shared by aliases."""
+
+    def __init__(self, path: str, schema: str | None) -> None:
+        self.path = path
+        self.schema = schema
+
+    def __call__(
+        self, execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]
+    ) -> Any:
+        raw = context["connection"].connection
+        if (
+            raw.info.transaction_status != TransactionStatus.INERROR
+            and not _TRANSACTION_CONTROL.match(sql)
+        ):
+            with raw.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_schemas(false) FROM set_config('search_path', %s, false)",
+                    [self.path],
+                )
+                row = cursor.fetchone()
+            if self.schema is not None and (not row or row[0][:1] != [self.schema]):
+                raise SchemaUnavailable(
+                    f"The schema {self.schema!r} does not exist in the test database: create "
+                    f"it (the schemata_setup fixture migrates every schema of SCHEMATA_DOMAINS)."
+                )
+        return execute(sql, params, many, context)
+
+
+def _share(alias: str) -> bool:
+    """Put ``alias`` on its base alias's connection, in the test's transaction there."""
+    base = connections[conf.databases.schemas[alias].base]
+    if not base.in_atomic_block:
+        return False  # the base is not under the test's transaction: keep a connection apart
+    conn = connections[alias]
+    base.ensure_connection()
+    if conn.connection is base.connection:
+        return False  # an outer layer shared it already
+    if conn.connection is not None:
+        conn.close()
+    if not any(isinstance(wrapper, _OnPath) for wrapper in base.execute_wrappers):
+        with base.connection.cursor() as cursor:
+            path = cursor.execute("SHOW search_path").fetchone()[0]
+        base.execute_wrappers.append(_OnPath(path, None))
+    options = conn.settings_dict["OPTIONS"]["options"]
+    conn.execute_wrappers.append(_OnPath(options.rpartition("search_path=")[2], alias))
+    conn.connection = base.connection
+    conn.autocommit = False  # Atomic then nests in the base's transaction with a savepoint
+    return True
+
+
+def _unshare(alias: str) -> None:
+    conn = connections[alias]
+    conn.execute_wrappers[:] = [w for w in conn.execute_wrappers if not isinstance(w, _OnPath)]
+    conn.connection = None
+    base = connections[conf.databases.schemas[alias].base]
+    others = [
+        other
+        for other in connections._schema_aliases()  # type: ignore[attr-defined]
+        if other != alias and connections[other].connection is base.connection
+    ]
+    if not others:
+        restore = [w for w in base.execute_wrappers if isinstance(w, _OnPath)]
+        base.execute_wrappers[:] = [w for w in base.execute_wrappers if w not in restore]
+        raw = base.connection
+        if (
+            restore
+            and raw is not None
+            and raw.info.transaction_status == TransactionStatus.INTRANS
+        ):
+            raw.execute("SELECT set_config('search_path', %s, false)", [restore[0].path])
+
+
+def _cascade_truncate(
+    execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    # Schema tables may refer to shared tables, and PostgreSQL refuses to truncate a table
+    # that another table refers to unless the statement cascades.
+    if sql.startswith("TRUNCATE ") and not sql.rstrip("; ").endswith("CASCADE"):
+        sql = f"{sql.rstrip().rstrip(';')} CASCADE;"
+    return execute(sql, params, many, context)
 
 
 class SchemataTestMixin:
@@ -122,8 +229,13 @@ class SchemataTestMixin:
     def _fixture_teardown(self) -> None:
         if self.schema is not None:
             reset(self._schemata_token)
-        self._schemata_layer.stop()
-        super()._fixture_teardown()  # type: ignore[misc]
+        if self._schemata_transactional:
+            # Django flushes the base database first, through the layer's cascading wrapper.
+            super()._fixture_teardown()  # type: ignore[misc]
+            self._schemata_layer.stop()
+        else:
+            self._schemata_layer.stop()
+            super()._fixture_teardown()  # type: ignore[misc]
 
 
 class SchemataTestCase(SchemataTestMixin, TestCase):
@@ -145,8 +257,9 @@ class SchemataTestCase(SchemataTestMixin, TestCase):
 
     @classmethod
     def tearDownClass(cls) -> None:
-        super().tearDownClass()
+        # Before TestCase rolls back the class's transaction, which the schemas joined.
         cls._schemata_class_layer.stop()
+        super().tearDownClass()
 
 
 class SchemataTransactionTestCase(SchemataTestMixin, TransactionTestCase):

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +11,7 @@ from django.db.backends.postgresql.base import DatabaseWrapper
 
 import schemata
 from schemata import SchemaUnavailable
+from schemata.connections import release_idle_connections
 from tests.testapp.models import Note
 
 pytestmark = pytest.mark.django_db
@@ -94,6 +95,15 @@ def test_close_all_closes_schema_connections_too() -> None:
     assert in_thread(scenario) == (True, True)
 
 
+@pytest.fixture
+def production_receiver_order() -> Iterator[None]:
+    """Django's close_old_connections before ours, as outside the test client."""
+    request_finished.disconnect(dispatch_uid="schemata.release")
+    request_finished.connect(release_idle_connections, dispatch_uid="schemata.release")
+    yield
+
+
+@pytest.mark.usefixtures("production_receiver_order")
 def test_per_request_bookkeeping_stays_flat_however_many_schemas_a_thread_served() -> None:
     def serve(names: list[str]) -> list[int]:
         sizes = []

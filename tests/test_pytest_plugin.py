@@ -22,11 +22,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
     "schemata",
+    "schemata.auth",
     "shop",
 ]
-MIDDLEWARE = ["schemata.middleware.SchemataMiddleware"]
+MIDDLEWARE = [
+    "schemata.middleware.SchemataMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
 DATABASE_ROUTERS = ["schemata.routers.SchemataRouter"]
+SCHEMATA_SHARED_APPS = ["contenttypes", "auth", "sessions"]
+SESSION_ENGINE = "schemata.sessions.db"
+AUTHENTICATION_BACKENDS = ["schemata.auth.backends.MembershipBackend"]
 SCHEMATA_DOMAINS = {{
     "alpha.example.com": {{"schema_name": "alpha"}},
     "beta.example.com": {{"schema_name": "beta"}},
@@ -42,6 +51,7 @@ from django.db import models
 
 class Item(models.Model):
     name = models.CharField(max_length=50)
+    owner = models.ForeignKey("auth.User", null=True, on_delete=models.CASCADE)
 """
 
 MIGRATION = """
@@ -50,13 +60,19 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     initial = True
-    dependencies = []
+    dependencies = [("auth", "0012_alter_user_first_name_max_length")]
     operations = [
         migrations.CreateModel(
             name="Item",
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False)),
                 ("name", models.CharField(max_length=50)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        null=True, on_delete=models.deletion.CASCADE, to="auth.user"
+                    ),
+                ),
             ],
         ),
     ]
@@ -74,7 +90,12 @@ def home(request):
     return HttpResponse(f"{schemata.get_current_schema().name}:{Item.objects.count()}")
 
 
-urlpatterns = [path("", home)]
+def me(request):
+    user = request.user
+    return HttpResponse(f"{user.username}:{user.is_superuser}" if user.is_authenticated else "-")
+
+
+urlpatterns = [path("", home), path("me/", me)]
 """
 
 CONFTEST = """
@@ -98,7 +119,7 @@ from django.core.management import call_command
 from django.test import TestCase
 
 import schemata
-from schemata.testing import SchemataTestCase
+from schemata.testing import SchemataTestCase, SchemataTransactionTestCase
 from shop.models import Item
 
 
@@ -153,7 +174,7 @@ def test_the_schema_marker_chooses_the_schema(schema, schema_client):
     response = schema_client.get("/")
     assert response.content == b"beta:2"
     assert count("beta") == 2
-    assert count("default") == 0
+    assert count("alpha") == 0
 
 
 def test_every_schema_runs_once_per_schema(every_schema):
@@ -185,6 +206,80 @@ class ItemTests(SchemataTestCase):
 @pytest.mark.django_db
 def test_class_data_is_gone_after_the_class():
     assert count("alpha") == 0
+
+
+@pytest.mark.django_db
+def test_shared_rows_written_through_one_schema_are_seen_through_every_alias():
+    from django.contrib.auth.models import User
+
+    with schemata.override("alpha"):
+        ann = User.objects.create(username="ann")
+    with schemata.override("beta"):
+        Item.objects.create(name="hers", owner=ann)
+        assert User.objects.get(username="ann") == ann
+    assert User.objects.using("default").filter(username="ann").exists()
+    assert Item.objects.using("beta").get().owner == ann
+    assert count("alpha") == 0
+
+
+@pytest.mark.django_db
+def test_and_are_rolled_back_with_the_test():
+    from django.contrib.auth.models import User
+
+    assert not User.objects.using("beta").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_tests_with_rows_pointing_to_shared_rows_are_flushed():
+    from django.contrib.auth.models import User
+
+    with schemata.override("alpha"):
+        Item.objects.create(name="owned", owner=User.objects.create(username="bob"))
+    assert count("alpha") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_so_the_next_transactional_test_starts_empty():
+    from django.contrib.auth.models import User
+
+    assert count("alpha") == 0
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_atomic_guard_is_on():
+    from django.db import transaction
+
+    with pytest.raises(schemata.TransactionMismatch):
+        with transaction.atomic(), schemata.override("alpha"):
+            Item.objects.count()
+
+
+class CommittingItemTests(SchemataTransactionTestCase):
+    schema = "alpha"
+
+    def test_commits_rows_pointing_to_shared_rows(self):
+        from django.contrib.auth.models import User
+
+        Item.objects.create(name="committed", owner=User.objects.create(username="carl"))
+        assert count("alpha") == 1
+        assert self.client.get("/").content == b"alpha:1"
+
+
+@pytest.mark.django_db
+def test_which_are_flushed_after_the_test():
+    from django.contrib.auth.models import User
+
+    assert count("alpha") == 0
+    assert not User.objects.exists()
+
+
+@pytest.mark.schema("beta")
+def test_a_logged_in_client_for_the_schema(schema, admin_user, schema_client):
+    schema_client.force_login(admin_user)
+
+    assert schema_client.get("/me/").content == b"admin:True"
+    assert schema_client.get("/me/", HTTP_HOST="alpha.example.com").content == b"-"
 """
 
 
@@ -237,7 +332,7 @@ def migrated(project: pytest.Pytester) -> list[str]:
 def test_the_plugin_isolates_schemas_in_a_users_project(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess("-p", "no:cacheprovider")
 
-    result.assert_outcomes(passed=13)
+    result.assert_outcomes(passed=21)
     assert sorted(set(migrated(project))) == ["alpha", "beta", "default"]
 
 
@@ -249,7 +344,7 @@ def test_reuse_db_keeps_the_migrated_schemas(project: pytest.Pytester) -> None:
     third = project.runpytest_subprocess("--create-db", "-p", "no:cacheprovider")
 
     for result in (first, second, third):
-        result.assert_outcomes(passed=13)
+        result.assert_outcomes(passed=21)
     assert {"alpha", "beta"} <= set(first_migrated)
     assert not {"alpha", "beta"} & set(second_migrated)
     assert {"alpha", "beta"} <= set(migrated(project))

@@ -78,3 +78,10 @@ SCHEMATA_DOMAINS = {
 SCHEMATA_SHARED_APPS = ["announcements"]
 DATABASES = expand_databases({"default": env.db("DATABASE_URL")}, SCHEMATA_DOMAINS)
 DATABASE_ROUTERS = ["schemata.routers.SchemataRouter"]
+# Every cached value under its tenant's name: one tenant never reads another's.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "KEY_FUNCTION": "schemata.cache.make_key",
+    },
+}
