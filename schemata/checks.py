@@ -139,9 +139,14 @@ def check_shared_apps(
                     Error(
                         f"{model._meta.label}.{field.name} (shared, in public) points to "
                         f"{related._meta.label}, whose tables are in each schema.",
-                        hint="A table in public cannot reference a table of every schema: make "
-                        f"{related._meta.app_label!r} shared, or move the relation to a tenant "
-                        "model.",
+                        hint=(
+                            "Remove 'admin' from SCHEMATA_SHARED_APPS: each tenant then keeps "
+                            "its own admin log, which may point to shared users."
+                            if model._meta.app_label == "admin"
+                            else "A table in public cannot reference a table of every schema: "
+                            f"make {related._meta.app_label!r} shared, or move the relation to "
+                            "a tenant model."
+                        ),
                         obj=field,
                         id="schemata.E010",
                     )

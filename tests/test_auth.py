@@ -299,6 +299,15 @@ class TestChecks:
     def test_shared_users_and_sessions_with_the_guards_pass(self) -> None:
         assert "schemata.E01" not in check_output()
 
+    @override_settings(SCHEMATA_SHARED_APPS=["contenttypes", "admin"])
+    def test_a_shared_admin_with_users_per_tenant_is_told_to_stay_a_tenant_app(self) -> None:
+        assert (
+            "admin.LogEntry.user: (schemata.E010) admin.LogEntry.user (shared, in public) points "
+            "to auth.User, whose tables are in each schema.\n\tHINT: Remove 'admin' from "
+            "SCHEMATA_SHARED_APPS: each tenant then keeps its own admin log, which may point to "
+            "shared users." in check_output()
+        )
+
     @override_settings(SCHEMATA_SHARED_APPS=[*SHARED, "admin", "authtoken"])
     def test_a_shared_admin_log_and_shared_tokens_are_warned_about(self) -> None:
         from io import StringIO
