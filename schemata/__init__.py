@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from schemata.context import keep_schema
 from schemata.databases import Schema, expand_databases
 from schemata.exceptions import (
     NoActiveSchema,
@@ -40,6 +41,7 @@ __all__ = [
     "get_connection",
     "get_current_schema",
     "get_schema",
+    "keep_schema",
     "on_commit",
     "override",
     "reset",
