@@ -33,8 +33,13 @@ from tests.celery_app import (
 from tests.testapp.models import Note
 
 REDIS_DB = 9
-#: For subprocesses run outside the repository root: they import what this process imports.
-SAME_IMPORTS = {"PYTHONPATH": os.pathsep.join(sys.path)}
+#: For subprocesses run outside the repository root: they import what this process imports,
+#: the package under test first (the repository root may precede it on this sys.path).
+SAME_IMPORTS = {
+    "PYTHONPATH": os.pathsep.join(
+        [str(Path(schemata.__file__).resolve().parent.parent), *sys.path]
+    )
+}
 TABLES = ("alpha.testapp_note", "beta.testapp_note", "public.testapp_note")
 
 
