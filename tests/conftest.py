@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +12,19 @@ from django.db import connections, transaction
 from schemata.schemas import create_schema
 
 pytest_plugins = ["pytester", "tests.services"]
+
+_SYS_PATH = list(sys.path)
+
+
+@pytest.fixture(autouse=True)
+def _keep_sys_path() -> Iterator[None]:
+    """Celery's Django fixup puts the working directory (the repository root) first on
+    sys.path whenever its app finalizes; subprocesses started later would then import the
+    repository's copy of the package instead of the installed one."""
+    yield
+    if sys.path[:1] != _SYS_PATH[:1]:
+        sys.path[:] = [entry for entry in sys.path if entry != os.getcwd()] + [os.getcwd()]
+
 
 #: Schemas with every app migrated; the t00..t63 schemas only get the test app's tables.
 FULL_SCHEMAS = ("alpha", "beta")
