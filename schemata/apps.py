@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 from django.core.signals import request_finished
-from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 from django.test.signals import setting_changed
 
@@ -17,12 +16,10 @@ class SchemataConfig(AppConfig):
             discard_on_setting_change,
             install,
             release_idle_connections,
-            verify_search_path,
         )
         from schemata.guard import rebuild_after_migrate
 
         install()
-        connection_created.connect(verify_search_path, dispatch_uid="schemata.verify")
         request_finished.connect(release_idle_connections, dispatch_uid="schemata.release")
         setting_changed.connect(discard_on_setting_change, dispatch_uid="schemata.settings")
         post_migrate.connect(rebuild_after_migrate, sender=self, dispatch_uid="schemata.guard")

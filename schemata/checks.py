@@ -14,7 +14,7 @@ from django.utils.module_loading import import_string
 from schemata.cache import check_cache_key_functions
 from schemata.conf import conf
 from schemata.databases import SchemataDatabases, normalize_host, schema_name_problem
-from schemata.schemas import misplaced_extensions, public_leftovers
+from schemata.schemas import misplaced_extensions, public_leftovers, server_connections
 from schemata.storage import check_storage
 
 register(check_cache_key_functions, Tags.caches)
@@ -160,10 +160,10 @@ def check_database(
     databases: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> list[CheckMessage]:
-    if "default" not in (databases or ()) or not conf.SHARED_APPS:
+    if "default" not in (databases or ()):
         return []
     errors: list[CheckMessage] = []
-    for table, label in public_leftovers().items():
+    for table, label in public_leftovers().items() if conf.SHARED_APPS else ():
         errors.append(
             Error(
                 f"public.{table} belongs to the tenant app {label!r}: a schema that lacks its "
@@ -171,6 +171,18 @@ def check_database(
                 hint=f"Move it into a schema with 'manage.py move_app {label} --to SCHEMA' "
                 f"or drop it.",
                 id="schemata.E011",
+            )
+        )
+    pool = conf.POOL
+    available = server_connections()
+    if pool.max_size >= available:
+        errors.append(
+            Warning(
+                f"SCHEMATA_POOL['max_size'] = {pool.max_size} is more than the server can "
+                f"give one process: max_connections leaves {available} for clients.",
+                hint="Keep processes x (max_size + 1) within max_connections minus "
+                "superuser_reserved_connections; lower max_size or raise max_connections.",
+                id="schemata.W005",
             )
         )
     for extension, schema in misplaced_extensions().items():

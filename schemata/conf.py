@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
     from schemata.databases import SchemataDatabases
+
+
+class PoolSettings(NamedTuple):
+    max_size: int
+    timeout: float
 
 
 class Settings:
@@ -52,6 +57,29 @@ class Settings:
     def SHARED_CACHES(self) -> frozenset[str]:
         """Cache aliases every schema shares: their keys need not carry a schema."""
         return frozenset(getattr(settings, "SCHEMATA_SHARED_CACHES", ()))
+
+    @property
+    def POOL(self) -> PoolSettings:
+        """``SCHEMATA_POOL``: the cap and wait of the connections schema aliases share."""
+        value = dict(getattr(settings, "SCHEMATA_POOL", {}) or {})
+        unknown = set(value) - {"max_size", "timeout"}
+        if unknown:
+            raise ImproperlyConfigured(
+                f"SCHEMATA_POOL has unknown keys {sorted(unknown)}: use 'max_size' and 'timeout'."
+            )
+        pool = PoolSettings(int(value.get("max_size", 10)), float(value.get("timeout", 30.0)))
+        if pool.max_size < 1 or pool.timeout < 0:
+            raise ImproperlyConfigured(
+                "SCHEMATA_POOL['max_size'] must be at least 1 and SCHEMATA_POOL['timeout'] at "
+                "least 0 (seconds)."
+            )
+        return pool
+
+    @property
+    def SCHEMA_DATABASE(self) -> str | None:
+        """``SCHEMATA_SCHEMA_DATABASE``: a database name per schema (a PgBouncer database
+        whose ``connect_query`` sets the path), e.g. ``"app_{schema}"``; ``None``: the base's."""
+        return getattr(settings, "SCHEMATA_SCHEMA_DATABASE", None)
 
     @property
     def ATOMIC_GUARD(self) -> bool:

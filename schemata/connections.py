@@ -1,4 +1,4 @@
-"""Per-thread bookkeeping of schema connections, and the checks made on each of them."""
+"""``django.db.connections`` for schema aliases: per-thread bookkeeping, and the guard."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 from asgiref.local import Local
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.utils import ConnectionHandler
+from django.db.utils import ConnectionHandler, load_backend
 
 from schemata.conf import conf
-from schemata.databases import GUARD_SCHEMA, SchemataDatabases
-from schemata.exceptions import SchemaUnavailable, TransactionMismatch
+from schemata.databases import SchemataDatabases
+from schemata.exceptions import TransactionMismatch
 
 
 class SchemataConnectionHandler(ConnectionHandler):
@@ -38,23 +38,20 @@ class SchemataConnectionHandler(ConnectionHandler):
         return isinstance(databases, SchemataDatabases) and alias in databases.schemas
 
     def create_connection(self, alias: str) -> BaseDatabaseWrapper:
-        conn = super().create_connection(alias)
-        if self._is_schema_alias(alias):
-            self._track(alias, conn)
-            if conf.ATOMIC_GUARD:
-                conn.execute_wrappers.append(_atomic_guard)
+        if not self._is_schema_alias(alias):
+            return super().create_connection(alias)
+        from schemata.backend import schema_wrapper
+
+        settings = self.settings[alias]
+        wrapper = schema_wrapper(load_backend(settings["ENGINE"]).DatabaseWrapper)
+        conn = wrapper(settings, alias)
+        self._schema_aliases()[alias] = None
         return conn
 
     def __setitem__(self, alias: str, conn: BaseDatabaseWrapper) -> None:
         super().__setitem__(alias, conn)
         if self._is_schema_alias(alias):
-            self._track(alias, conn)
-
-    def _track(self, alias: str, conn: BaseDatabaseWrapper) -> None:
-        self._schema_aliases()[alias] = None
-        introspection = type(conn.introspection)
-        if not issubclass(introspection, SchemaIntrospection):
-            conn.introspection.__class__ = _scoped_introspection(introspection)
+            self._schema_aliases()[alias] = None
 
     def __delitem__(self, alias: str) -> None:
         super().__delitem__(alias)
@@ -64,6 +61,13 @@ class SchemataConnectionHandler(ConnectionHandler):
         conns: list[BaseDatabaseWrapper] = list(super().all(initialized_only=initialized_only))
         return conns + [self[alias] for alias in list(self._schema_aliases())]
 
+    def close_all(self) -> None:
+        """Close every connection of this thread, and the idle ones of the schema pools."""
+        from schemata.pool import close_idle
+
+        super().close_all()
+        close_idle()
+
     def discard_schema_connections(self) -> None:
         """Close and forget this thread's schema connections, except those in a transaction."""
         for alias in list(self._schema_aliases()):
@@ -72,59 +76,28 @@ class SchemataConnectionHandler(ConnectionHandler):
                 conn.close()
                 del self[alias]
 
-    def release_idle(self) -> None:
-        """Forget this thread's schema connection objects that hold no open connection."""
+    def release_idle(self, except_alias: str | None = None) -> None:
+        """Give this thread's schema connections back to the pool, except those in a
+        transaction, and forget the connection objects nobody else holds on to."""
         for alias in list(self._schema_aliases()):
+            if alias == except_alias:
+                continue
             conn = self[alias]
-            # Keep anything a caller still holds on to: a transaction, a query capture, an
-            # execute wrapper of their own.
-            if (
-                conn.connection is None
-                and not conn.in_atomic_block
-                and not conn.force_debug_cursor
-                and all(wrapper is _atomic_guard for wrapper in conn.execute_wrappers)
+            if conn.in_atomic_block:
+                continue
+            conn.close()  # back to the pool, whatever CONN_MAX_AGE
+            # Keep a query capture or an execute wrapper of the caller's own.
+            if not conn.force_debug_cursor and all(
+                wrapper is atomic_guard for wrapper in conn.execute_wrappers
             ):
                 del self[alias]
 
 
-class SchemaIntrospection:
-    """Introspection that lists the connection's own schema's tables only.
-
-    Django lists the tables visible on the search path (``pg_table_is_visible``): with
-    ``public`` on the path too, a schema would seem to have ``public``'s tables, its
-    ``django_migrations`` included, and ``migrate`` would skip its migrations.
-    """
-
-    def get_table_list(self, cursor: Any) -> list[Any]:
-        from django.db.backends.postgresql.introspection import TableInfo
-
-        # Found through pg_depend, whose index starts with the namespace: pg_class has no
-        # index on relnamespace alone, and a scan grows with every schema in the database.
-        cursor.execute(
-            "SELECT c.relname, CASE WHEN c.relispartition THEN 'p' "
-            "WHEN c.relkind IN ('m', 'v') THEN 'v' ELSE 't' END, "
-            "obj_description(c.oid, 'pg_class') "
-            "FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid "
-            "WHERE d.refclassid = 'pg_namespace'::regclass "
-            "AND d.refobjid = current_schema()::text::regnamespace "
-            "AND d.classid = 'pg_class'::regclass AND d.deptype = 'n' "
-            "AND c.relkind IN ('f', 'm', 'p', 'r', 'v')"
-        )
-        ignored = self.ignored_tables  # type: ignore[attr-defined]
-        return [TableInfo(*row) for row in cursor.fetchall() if row[0] not in ignored]
-
-
-_scoped_classes: dict[type[Any], type[Any]] = {}
-
-
-def _scoped_introspection(base: type[Any]) -> type[Any]:
-    if base not in _scoped_classes:
-        _scoped_classes[base] = type(f"Schema{base.__name__}", (SchemaIntrospection, base), {})
-    return _scoped_classes[base]
-
-
 def install() -> None:
     """Give ``django.db.connections`` the schema-aware behaviour (idempotent)."""
+    # Kept as a class swap: every module holds this very object
+    # (``from django.db import connections``), and Django offers no hook to choose the
+    # handler class or the wrapper class of an alias.
     if not isinstance(connections, SchemataConnectionHandler):
         # Every module holds this very object (`from django.db import connections`), so it
         # is given the subclass in place rather than replaced.
@@ -133,13 +106,15 @@ def install() -> None:
 
 
 def release_idle_connections(**kwargs: Any) -> None:
-    """``request_finished`` receiver: runs after Django's ``close_old_connections``.
-
-    (Django connects that one at import, before any app is ready; the test client disconnects
-    and reconnects it around each request, which puts it last.)
-    """
+    """``request_finished`` receiver: every request gives its schema connections back."""
     if isinstance(connections, SchemataConnectionHandler):
         connections.release_idle()
+
+
+def reclaim_idle(except_alias: str) -> None:
+    """Called by a pool at its cap: give back this thread's other idle schema connections."""
+    if isinstance(connections, SchemataConnectionHandler):
+        connections.release_idle(except_alias=except_alias)
 
 
 def discard_on_setting_change(setting: str, **kwargs: Any) -> None:
@@ -151,39 +126,13 @@ def discard_on_setting_change(setting: str, **kwargs: Any) -> None:
     if (setting == "DATABASES" or setting.startswith("SCHEMATA_")) and isinstance(
         connections, SchemataConnectionHandler
     ):
+        from schemata.pool import close_pools
+
         connections.discard_schema_connections()
+        close_pools()  # their connections carry paths and caps of the old settings
 
 
-def verify_search_path(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    """``connection_created`` receiver: refuse a schema connection whose path is not whole."""
-    schema = conf.databases.schemas.get(connection.alias)
-    if schema is None:
-        return
-    # The raw connection: this check is neither logged as a query nor guarded. The path as
-    # resolved lists only schemas that exist and that the role may use.
-    row = connection.connection.execute("SELECT current_schemas(false)").fetchone()
-    resolved: list[str] = row[0] if row else []
-    current = resolved[0] if resolved else None
-    database = connection.settings_dict["NAME"]
-    if current != schema.name:
-        connection.close()
-        raise SchemaUnavailable(
-            f"The schema {schema.name!r} (database alias {connection.alias!r}) does not exist "
-            f"in database {database!r} or its role may not use it "
-            f"(current_schema() is {current!r}). Create it with "
-            f"'python manage.py manage_schemata', or grant USAGE on it."
-        )
-    if conf.SHARED_APPS and resolved[1:2] != [GUARD_SCHEMA]:
-        connection.close()
-        raise SchemaUnavailable(
-            f"The schema {GUARD_SCHEMA!r} is missing from database {database!r}: without it, "
-            f"a table missing from {schema.name!r} would be read from public. Run "
-            f"'python manage.py migrate' (it rebuilds {GUARD_SCHEMA!r} when "
-            f"SCHEMATA_SHARED_APPS is set)."
-        )
-
-
-def _atomic_guard(
+def atomic_guard(
     execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
     conn = context["connection"]

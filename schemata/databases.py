@@ -76,19 +76,33 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
 
         settings = copy.deepcopy(dict.__getitem__(self, schema.base))
         options = settings.setdefault("OPTIONS", {})
-        existing = str(options.get("options", "")).strip()
-        # public only when shared apps need it, and then behind the guard, which stops tenant
-        # table names that the schema does not resolve.
-        shared = [GUARD_SCHEMA, "public"] if conf.SHARED_APPS else []
-        path = [schema.name, *shared, *conf.EXTENSION_SCHEMAS]
-        search_path = f"-c search_path={','.join(path)}"
-        options["options"] = f"{existing} {search_path}" if existing else search_path
+        # Schema aliases share one pool per base database (schemata/pool.py), not Django's.
+        options.pop("pool", None)
+        per_schema_database = conf.SCHEMA_DATABASE
+        if per_schema_database:
+            # A database per schema (PgBouncer, whose connect_query sets the path): PgBouncer
+            # before 1.20 refuses the options startup parameter.
+            settings["NAME"] = per_schema_database.format(schema=schema.name)
+        else:
+            existing = str(options.get("options", "")).strip()
+            search_path = f"-c search_path={search_path_of(schema.name)}"
+            options["options"] = f"{existing} {search_path}" if existing else search_path
         options["application_name"] = application_name(options, schema.name)
         # Django never reads this for schema aliases (it walks only the listed aliases), but
         # third-party code does: DRF's set_rollback() marks a handled error for rollback only on
         # connections that say ATOMIC_REQUESTS and are in an atomic block.
         settings["ATOMIC_REQUESTS"] = self.atomic_requests
         return settings
+
+
+def search_path_of(schema: str) -> str:
+    """The search path of ``schema``'s connections, as ``SET search_path`` takes it."""
+    from schemata.conf import conf
+
+    # public only when shared apps need it, and then behind the guard, which stops tenant
+    # table names that the schema does not resolve.
+    shared = [GUARD_SCHEMA, "public"] if conf.SHARED_APPS else []
+    return ",".join([schema, *shared, *conf.EXTENSION_SCHEMAS])
 
 
 def application_name(options: Mapping[str, Any], schema: str) -> str:

@@ -21,3 +21,7 @@ class SchemaUnavailable(SchemataError):
 
 class TransactionMismatch(SchemataError):
     """A schema query ran in autocommit while ``transaction.atomic()`` was open elsewhere."""
+
+
+class ConnectionPoolExhausted(SchemataError):
+    """Every connection of a schema pool stayed in use for ``SCHEMATA_POOL["timeout"]``."""

@@ -61,3 +61,13 @@ def misplaced_extensions(using: str = "default") -> dict[str, str]:
             [list(conf.databases.schemas)],
         )
         return dict(cursor.fetchall())
+
+
+def server_connections(using: str = "default") -> int:
+    """How many connections the server takes from clients other than superusers."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('max_connections')::int "
+            "- current_setting('superuser_reserved_connections')::int"
+        )
+        return int(cursor.fetchone()[0])

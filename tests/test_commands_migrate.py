@@ -13,12 +13,15 @@ from django.db.backends.signals import connection_created
 from django.db.migrations.loader import MigrationLoader
 from django.db.models.signals import pre_migrate
 
+from schemata.backend import schema_wrapper
 from schemata.migrator import applied_migrations, up_to_date_schemas
 from tests.conftest import FRESH_SCHEMAS
 from tests.testapp.models import Note
 
 FRESH = FRESH_SCHEMAS
 ON_DISK = set(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
+
+SchemaWrapper = schema_wrapper(DatabaseWrapper)
 
 
 def run(*args: str, **options: Any) -> list[str]:
@@ -53,7 +56,7 @@ def with_public_on_path(alias: str) -> None:
     settings = connections[alias].settings_dict
     options = {**settings["OPTIONS"], "options": f"-c search_path={alias},public"}
     connections[alias].close()
-    connections[alias] = DatabaseWrapper({**settings, "OPTIONS": options}, alias)
+    connections[alias] = SchemaWrapper({**settings, "OPTIONS": options}, alias)
 
 
 def sabotage(schema: str) -> None:
@@ -438,7 +441,7 @@ class TestCommandsDoNotWalkSchemas:
         run("check", "--database", "default")
 
         assert list(connections) == ["default"]
-        assert opened == []
+        assert set(opened) <= {"default"}
 
     def test_makemigrations_check_opens_no_schema_connection(self, opened: list[str]) -> None:
         lines = run("makemigrations", "--check", "--dry-run")

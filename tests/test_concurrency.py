@@ -6,6 +6,7 @@ import threading
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import connections
+from django.test import override_settings
 
 import schemata
 from tests.testapp.models import Note
@@ -13,6 +14,7 @@ from tests.testapp.models import Note
 ROUNDS = 20
 
 
+@override_settings(SCHEMATA_POOL={"max_size": 16})  # every thread holds one the whole time
 def test_sixteen_threads_each_see_only_their_own_schema(light_schemas: tuple[str, ...]) -> None:
     names = light_schemas[:16]
     barrier = threading.Barrier(len(names))

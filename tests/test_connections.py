@@ -11,10 +11,13 @@ from django.db.backends.postgresql.base import DatabaseWrapper
 
 import schemata
 from schemata import SchemaUnavailable
+from schemata.backend import schema_wrapper
 from schemata.connections import release_idle_connections
 from tests.testapp.models import Note
 
 pytestmark = pytest.mark.django_db
+
+SchemaWrapper = schema_wrapper(DatabaseWrapper)
 
 
 def in_thread(func: Callable[[], Any]) -> Any:
@@ -64,7 +67,7 @@ def test_a_role_without_usage_on_its_schema_is_refused() -> None:
         cursor.execute("DROP ROLE IF EXISTS schemata_limited")
         cursor.execute("CREATE ROLE schemata_limited LOGIN")
     settings = {**connections["alpha"].settings_dict, "USER": "schemata_limited"}
-    wrapper = DatabaseWrapper(settings, alias="alpha")
+    wrapper = SchemaWrapper(settings, alias="alpha")
 
     try:
         with pytest.raises(SchemaUnavailable, match="current_schema\\(\\) is None"):
@@ -148,7 +151,7 @@ def test_connection_objects_in_use_are_not_forgotten() -> None:
 
 def test_assigned_connection_objects_are_tracked() -> None:
     def scenario() -> bool:
-        wrapper = DatabaseWrapper(connections["t04"].settings_dict, alias="t04")
+        wrapper = SchemaWrapper(connections["t04"].settings_dict, alias="t04")
         del connections["t04"]
         connections["t04"] = wrapper
         return wrapper in connections.all()

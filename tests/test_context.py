@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -11,6 +10,7 @@ from django.db import connections
 
 import schemata
 from schemata.context import keep_schema
+from schemata.pool import get_pool
 from tests.testapp.models import Note
 
 
@@ -109,14 +109,16 @@ def test_a_schema_the_function_activates_stays_inside_its_call() -> None:
 
 
 @pytest.mark.django_db
-def test_the_connections_a_thread_opened_are_closed_when_the_function_returns() -> None:
-    with schemata.override("alpha"):
-        pid = in_thread(keep_schema(backend_pid))
+def test_the_connections_a_thread_opened_are_given_back_when_the_function_returns() -> None:
+    pool = get_pool("default", 10, 30.0, move=True)
 
-    deadline = time.monotonic() + 5
-    while backend_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not backend_alive(pid)
+    with ThreadPoolExecutor(max_workers=2) as executor, schemata.override("alpha"):
+        first = executor.submit(keep_schema(backend_pid)).result()
+        in_use_between = pool.size - len(pool._idle)
+        second = executor.submit(keep_schema(backend_pid)).result()
+
+    assert in_use_between == 0
+    assert second == first  # the same server connection, from the pool
 
 
 @pytest.mark.django_db

@@ -13,7 +13,7 @@ from schemata.databases import normalize_host
 BASE: dict[str, Any] = {
     "ENGINE": "django.db.backends.postgresql",
     "NAME": "app",
-    "OPTIONS": {"options": "-c statement_timeout=5s", "pool": {"min_size": 1}},
+    "OPTIONS": {"options": "-c statement_timeout=5s", "sslmode": {"prefer": 1}},
     "TEST": {"NAME": "test_app"},
 }
 
@@ -44,6 +44,15 @@ def test_search_path_is_the_only_option_when_the_user_had_none() -> None:
     }
 
 
+def test_schema_aliases_leave_djangos_own_pool_to_the_base() -> None:
+    base = {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {"pool": {"max_size": 4}}}
+
+    databases = expand_databases({"default": base}, {"a.example.com": {"schema_name": "alpha"}})
+
+    assert "pool" not in databases["alpha"]["OPTIONS"]
+    assert databases["default"]["OPTIONS"]["pool"] == {"max_size": 4}
+
+
 def test_schema_connections_are_named_after_the_bases_application_name() -> None:
     base = {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {"application_name": "shop"}}
 
@@ -59,11 +68,11 @@ def test_schema_settings_share_no_nested_object_with_the_base_or_each_other() ->
     )
 
     alpha, beta, base = databases["alpha"], databases["beta"], databases["default"]
-    alpha["OPTIONS"]["pool"]["min_size"] = 9
+    alpha["OPTIONS"]["sslmode"]["prefer"] = 9
     alpha["TEST"]["NAME"] = "changed"
 
-    assert beta["OPTIONS"]["pool"]["min_size"] == 1
-    assert base["OPTIONS"]["pool"]["min_size"] == 1
+    assert beta["OPTIONS"]["sslmode"]["prefer"] == 1
+    assert base["OPTIONS"]["sslmode"]["prefer"] == 1
     assert base["TEST"]["NAME"] == "test_app"
 
 

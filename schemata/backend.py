@@ -1,0 +1,183 @@
+"""The database wrapper of schema aliases: the base alias's own, on a shared pool.
+
+``schema_wrapper(base)`` subclasses whatever wrapper the base alias's ENGINE gives (PostgreSQL,
+PostGIS, a project's own), so everything the engine does is kept. What changes:
+
+- ``get_new_connection`` borrows from the base database's pool (``schemata/pool.py``) instead
+  of connecting, and ``_close`` gives back instead of closing;
+- the search path is verified when a connection is opened or moved, not on every hand-out;
+- introspection lists the schema's own tables only.
+
+Django calls these two methods, ``init_connection_state`` and ``pool`` from ``connect()`` and
+``close()`` in every release we support; ``schema_wrapper`` refuses a wrapper class that lacks
+one of them, so a Django release that renames them fails at the first connection, loudly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from schemata.conf import conf
+from schemata.databases import GUARD_SCHEMA, Schema, search_path_of
+from schemata.exceptions import SchemaUnavailable
+from schemata.pool import SchemaPool, get_pool
+
+#: What a schema wrapper overrides or relies on in Django's PostgreSQL wrapper.
+REQUIRED = ("get_new_connection", "_close", "init_connection_state", "pool", "introspection_class")
+
+_classes: dict[type[BaseDatabaseWrapper], type[BaseDatabaseWrapper]] = {}
+
+
+def schema_wrapper(base: type[BaseDatabaseWrapper]) -> type[BaseDatabaseWrapper]:
+    """The schema alias wrapper class derived from the base alias's wrapper class ``base``."""
+    cls = _classes.get(base)
+    if cls is None:
+        missing = [name for name in REQUIRED if not hasattr(base, name)]
+        if missing:
+            raise ImproperlyConfigured(
+                f"{base.__module__}.{base.__qualname__} has no {', '.join(missing)}: this "
+                f"Django release or database engine is not one django-schemata supports."
+            )
+        introspection = type(
+            f"Schema{base.introspection_class.__name__}",
+            (SchemaIntrospection, base.introspection_class),
+            {},
+        )
+        cls = type(
+            f"Schema{base.__name__}",
+            (_SchemaWrapperMixin, base),
+            {"introspection_class": introspection},
+        )
+        _classes[base] = cls
+    return cls
+
+
+class _SchemaWrapperMixin:
+    """What every schema wrapper class adds to its base alias's wrapper class."""
+
+    settings_dict: dict[str, Any]
+    alias: str
+    connection: Any
+    execute_wrappers: list[Callable[..., Any]]
+    isolation_level: Any
+    _schemata_key: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from schemata.connections import atomic_guard
+
+        super().__init__(*args, **kwargs)
+        if conf.ATOMIC_GUARD:
+            self.execute_wrappers.append(atomic_guard)
+
+    @property
+    def schema(self) -> Schema:
+        return conf.databases.schemas[self.alias]
+
+    @property
+    def pool(self) -> None:
+        """Django's own pool stays off: schema aliases share the base database's pool."""
+        return None
+
+    def schemata_pool(self) -> SchemaPool:
+        pool_settings = conf.POOL
+        schema = self.schema
+        return get_pool(
+            schema.base,
+            pool_settings.max_size,
+            pool_settings.timeout,
+            move=conf.SCHEMA_DATABASE is None,
+        )
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        from psycopg import IsolationLevel
+
+        from schemata.connections import reclaim_idle
+
+        opener = super().get_new_connection  # type: ignore[misc]
+        options = self.settings_dict["OPTIONS"]
+        schema = self.schema
+        path = search_path_of(schema.name)
+        # The path a new connection gets from its options, which may differ from the usual
+        # one (a test's own settings): a connection is kept for a schema only on that path.
+        opened_on = str(conn_params.get("options", "")).rpartition("search_path=")[2]
+        self._schemata_key = f"{self.settings_dict['NAME']}:{path}"
+        opened_key = f"{self.settings_dict['NAME']}:{opened_on.split()[0] if opened_on else path}"
+
+        def open_new() -> Any:
+            self._schemata_key = opened_key
+            return opener(conn_params)
+
+        connection = self.schemata_pool().acquire(
+            self._schemata_key,
+            open_new=open_new,
+            verify=lambda conn, resolved: verify_path(self, resolved),
+            path=path,
+            application_name=options["application_name"],
+            reclaim=lambda: reclaim_idle(except_alias=self.alias),
+            health_check=bool(self.settings_dict.get("CONN_HEALTH_CHECKS")),
+        )
+        # What Django's get_new_connection sets on the wrapper, for a connection it reuses.
+        level = options.get("isolation_level")
+        self.isolation_level = (
+            IsolationLevel.READ_COMMITTED if level is None else IsolationLevel(level)
+        )
+        if level is not None and connection.isolation_level != self.isolation_level:
+            connection.isolation_level = self.isolation_level
+        return connection
+
+    def _close(self) -> None:
+        if self.connection is not None:
+            connection, self.connection = self.connection, None
+            self.schemata_pool().release(connection, self._schemata_key)
+
+
+def verify_path(wrapper: Any, resolved: list[str]) -> None:
+    """Refuse a connection whose search path does not resolve to its schema (and the guard)."""
+    schema = wrapper.schema
+    current = resolved[0] if resolved else None
+    database = wrapper.settings_dict["NAME"]
+    if current != schema.name:
+        raise SchemaUnavailable(
+            f"The schema {schema.name!r} (database alias {wrapper.alias!r}) does not exist "
+            f"in database {database!r} or its role may not use it "
+            f"(current_schema() is {current!r}). Create it with "
+            f"'python manage.py manage_schemata', or grant USAGE on it."
+        )
+    if conf.SHARED_APPS and resolved[1:2] != [GUARD_SCHEMA]:
+        raise SchemaUnavailable(
+            f"The schema {GUARD_SCHEMA!r} is missing from database {database!r}: without it, "
+            f"a table missing from {schema.name!r} would be read from public. Run "
+            f"'python manage.py migrate' (it rebuilds {GUARD_SCHEMA!r} when "
+            f"SCHEMATA_SHARED_APPS is set)."
+        )
+
+
+class SchemaIntrospection:
+    """Introspection that lists the connection's own schema's tables only.
+
+    Django lists the tables visible on the search path (``pg_table_is_visible``): with
+    ``public`` on the path too, a schema would seem to have ``public``'s tables, its
+    ``django_migrations`` included, and ``migrate`` would skip its migrations.
+    """
+
+    def get_table_list(self, cursor: Any) -> list[Any]:
+        from django.db.backends.postgresql.introspection import TableInfo
+
+        # Found through pg_depend, whose index starts with the namespace: pg_class has no
+        # index on relnamespace alone, and a scan grows with every schema in the database.
+        cursor.execute(
+            "SELECT c.relname, CASE WHEN c.relispartition THEN 'p' "
+            "WHEN c.relkind IN ('m', 'v') THEN 'v' ELSE 't' END, "
+            "obj_description(c.oid, 'pg_class') "
+            "FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid "
+            "WHERE d.refclassid = 'pg_namespace'::regclass "
+            "AND d.refobjid = current_schema()::text::regnamespace "
+            "AND d.classid = 'pg_class'::regclass AND d.deptype = 'n' "
+            "AND c.relkind IN ('f', 'm', 'p', 'r', 'v')"
+        )
+        ignored = self.ignored_tables  # type: ignore[attr-defined]
+        return [TableInfo(*row) for row in cursor.fetchall() if row[0] not in ignored]

@@ -1,0 +1,325 @@
+"""One bounded pool of server connections per base database, shared by all its schema aliases.
+
+Django gives every alias its own connection per thread, so a process that served 300 schemas
+holds 300 connections per thread. Here a schema alias borrows a physical connection when it
+connects and gives it back when Django closes it (and at the end of every request, whatever
+``CONN_MAX_AGE``), so a process never holds more than ``SCHEMATA_POOL["max_size"]`` of them.
+
+A connection is handed out, in order of preference:
+
+1. idle and already on the wanted schema: no statement at all;
+2. idle on another schema: moved with one round trip that sets the search path and reads
+   ``current_schemas()`` back to verify it, only ever between transactions (a rollback cannot
+   undo a session setting made outside one);
+3. newly opened, under the cap, with the search path in its startup options and verified once.
+
+A connection whose socket has something to read while idle was terminated by the server
+(restart, ``pg_terminate_backend``): it is dropped instead of being handed out.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import select
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import Connection
+from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
+
+from schemata.exceptions import ConnectionPoolExhausted
+
+#: Moves a connection to another schema and reads back the path as resolved, in one trip.
+MOVE_SQL = (
+    "SELECT current_schemas(false) FROM set_config('search_path', %s, false) AS p, "
+    "set_config('application_name', %s, false) AS a"
+)
+
+
+@dataclass
+class Stats:
+    """What a pool did, for tests and benchmarks."""
+
+    kept: int = 0  # handed out on the schema it was already on: no statement
+    moved: int = 0  # moved from another schema: one statement
+    opened: int = 0  # newly opened
+    discarded: int = 0  # found broken, or evicted
+    waited: int = 0  # hand-outs that had to wait for a connection
+
+
+@dataclass
+class _Idle:
+    connection: Connection[Any]
+    key: str | None  # the database and search path it is on; None: unknown, move it first
+    since: float = field(default_factory=time.monotonic)
+
+
+class SchemaPool:
+    """The physical connections of one base database, in one process."""
+
+    def __init__(self, base: str, max_size: int, timeout: float, move: bool) -> None:
+        self.base = base
+        self.max_size = max_size
+        self.timeout = timeout
+        self.move = move
+        self.stats = Stats()
+        self._cond = threading.Condition()
+        # Least recently given back first; a connection appears here only while idle.
+        self._idle: OrderedDict[int, _Idle] = OrderedDict()
+        self._in_use: dict[int, Connection[Any]] = {}
+        self._opening = 0
+
+    @property
+    def size(self) -> int:
+        """Server connections this pool holds: idle, in use and being opened."""
+        return len(self._idle) + len(self._in_use) + self._opening
+
+    def acquire(
+        self,
+        key: str,
+        open_new: Callable[[], Connection[Any]],
+        verify: Callable[[Connection[Any], list[str]], None],
+        path: str,
+        application_name: str,
+        reclaim: Callable[[], object],
+        health_check: bool = False,
+    ) -> Connection[Any]:
+        """Hand out a connection on ``path`` (``key``: database and path), verified; wait up
+        to the timeout. ``reclaim`` is called once, at the cap, before waiting."""
+        deadline = time.monotonic() + self.timeout
+        reclaimed = False
+        while True:
+            with self._cond:
+                kept = self._take(key)
+                candidate: _Idle | None = None
+                if kept is not None:
+                    if not health_check:
+                        self.stats.kept += 1
+                        return kept
+                    action = "check"
+                elif self._idle and self.move:
+                    candidate = self._idle.popitem(last=False)[1]
+                    self._in_use[id(candidate.connection)] = candidate.connection
+                    action = "move"
+                elif self.size < self.max_size:
+                    self._opening += 1
+                    action = "open"
+                elif self._idle:  # connections cannot move: replace the least recent one
+                    self._discard(self._idle.popitem(last=False)[1].connection)
+                    self._opening += 1
+                    action = "open"
+                elif not reclaimed:
+                    action = "reclaim"
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ConnectionPoolExhausted(
+                            f"No connection to database alias {self.base!r} came free within "
+                            f"{self.timeout}s: this process holds all "
+                            f"SCHEMATA_POOL['max_size'] = {self.max_size} of them, in use. "
+                            f"Raise it (within the server's max_connections) or "
+                            f"SCHEMATA_POOL['timeout'], or release connections sooner."
+                        )
+                    self.stats.waited += 1
+                    self._cond.wait(remaining)
+                    continue
+            if kept is not None:  # CONN_HEALTH_CHECKS: one round trip, outside the lock
+                healthy = _responds(kept)
+                with self._cond:
+                    if healthy:
+                        self.stats.kept += 1
+                        return kept
+                    del self._in_use[id(kept)]
+                    self._discard(kept)
+            elif action == "reclaim":
+                # This thread may hold idle schema connections of its own (a script looping
+                # over schemas with persistent connections): give those back first.
+                reclaimed = True
+                reclaim()
+            elif candidate is not None:
+                moved = self._move(candidate.connection, path, application_name, verify)
+                if moved is not None:
+                    return moved
+            else:
+                return self._open(open_new, verify)
+
+    def _take(self, key: str) -> Connection[Any] | None:
+        for ident in reversed(self._idle):  # most recently given back first
+            idle = self._idle[ident]
+            if idle.key != key:
+                continue
+            del self._idle[ident]
+            if _terminated(idle.connection):
+                self._discard(idle.connection)
+                continue
+            self._in_use[ident] = idle.connection
+            return idle.connection
+        return None
+
+    def _move(
+        self,
+        connection: Connection[Any],
+        path: str,
+        application_name: str,
+        verify: Callable[[Connection[Any], list[str]], None],
+    ) -> Connection[Any] | None:
+        try:
+            if _terminated(connection):
+                raise pg_errors.OperationalError("terminated while idle")
+            row = connection.execute(MOVE_SQL, [path, application_name]).fetchone()
+        except pg_errors.Error:
+            with self._cond:
+                self._in_use.pop(id(connection), None)
+                self._discard(connection)
+            return None
+        try:
+            verify(connection, row[0] if row else [])
+        except BaseException:
+            self.release(connection, None)  # on an unusable path: moved before its next use
+            raise
+        with self._cond:
+            self.stats.moved += 1
+        return connection
+
+    def _open(
+        self,
+        open_new: Callable[[], Connection[Any]],
+        verify: Callable[[Connection[Any], list[str]], None],
+    ) -> Connection[Any]:
+        try:
+            connection = open_new()
+            connection.autocommit = True  # so that the check below opens no transaction
+        except BaseException:
+            with self._cond:
+                self._opening -= 1
+                self._cond.notify()
+            raise
+        with self._cond:
+            self._opening -= 1
+            self._in_use[id(connection)] = connection
+            self.stats.opened += 1
+        try:
+            row = connection.execute("SELECT current_schemas(false)").fetchone()
+            verify(connection, row[0] if row else [])
+        except BaseException:
+            with self._cond:
+                self._in_use.pop(id(connection), None)
+                self._discard(connection)
+            raise
+        return connection
+
+    def release(self, connection: Connection[Any], key: str | None) -> None:
+        """Take back ``connection``, last on ``key`` (``None``: unknown path)."""
+        usable = not connection.closed and not connection.broken
+        if usable and connection.info.transaction_status != TransactionStatus.IDLE:
+            try:
+                connection.rollback()
+            except pg_errors.Error:
+                usable = False
+        if usable and not connection.autocommit:
+            connection.autocommit = True
+        with self._cond:
+            ident = id(connection)
+            if self._in_use.pop(ident, None) is None:
+                # A pool made anew since (settings changed) does not count it: close it,
+                # unless a forked child inherited it from its parent.
+                if not any(connection is inherited for inherited in _inherited):
+                    self._discard(connection)
+                return
+            if usable:
+                self._idle[ident] = _Idle(connection, key)
+                self._idle.move_to_end(ident)
+                self._cond.notify()
+            else:
+                self._discard(connection)
+
+    def _discard(self, connection: Connection[Any]) -> None:
+        """Close a connection the pool no longer counts (call with the lock held)."""
+        self.stats.discarded += 1
+        self._cond.notify()
+        with contextlib.suppress(Exception):  # already broken: nothing to give back
+            connection.close()
+
+    def close(self) -> None:
+        """Close every idle connection; those in use are closed when given back."""
+        with self._cond:
+            while self._idle:
+                self._discard(self._idle.popitem()[1].connection)
+
+    def forget(self) -> None:
+        """In a forked child: drop every connection without a word to the server.
+
+        They belong to the parent; closing them here would end the parent's sessions.
+        """
+        with self._cond:
+            _inherited.extend(idle.connection for idle in self._idle.values())
+            _inherited.extend(self._in_use.values())
+            self._idle.clear()
+            self._in_use.clear()
+            self._opening = 0
+
+
+def _responds(connection: Connection[Any]) -> bool:
+    try:
+        connection.execute("SELECT 1")
+    except pg_errors.Error:
+        return False
+    return True
+
+
+def _terminated(connection: Connection[Any]) -> bool:
+    """Whether the server said something to an idle connection: only a goodbye, here."""
+    if connection.closed or connection.broken:
+        return True
+    try:
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+_pools: dict[str, SchemaPool] = {}
+_pools_lock = threading.Lock()
+#: Connections of a parent process, kept alive (never closed) in a forked child.
+_inherited: list[Connection[Any]] = []
+
+
+def get_pool(base: str, max_size: int, timeout: float, move: bool) -> SchemaPool:
+    """The pool of ``base`` in this process, created on first use."""
+    pool = _pools.get(base)
+    if pool is None:
+        with _pools_lock:
+            pool = _pools.setdefault(base, SchemaPool(base, max_size, timeout, move))
+    return pool
+
+
+def close_idle() -> None:
+    """Close the idle connections of every pool; the pools stay, as do connections in use."""
+    for pool in list(_pools.values()):
+        pool.close()
+
+
+def close_pools() -> None:
+    """Close the idle connections of every pool (at exit, and when settings change)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.close()
+
+
+def _forget_pools() -> None:
+    for pool in _pools.values():
+        pool.forget()
+    _pools.clear()
+
+
+atexit.register(close_pools)
+os.register_at_fork(after_in_child=_forget_pools)

@@ -1,0 +1,338 @@
+"""The pool under the schema aliases: bounded, reused across schemas, verified, self-healing."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.core.signals import request_finished, request_started
+from django.db import connections
+from django.test import Client, override_settings
+
+import schemata
+from schemata import SchemaUnavailable
+from schemata.exceptions import ConnectionPoolExhausted
+from schemata.pool import SchemaPool, get_pool
+from tests.testapp.models import Note
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def pool() -> SchemaPool:
+    from schemata.conf import conf
+
+    settings = conf.POOL
+    return get_pool("default", settings.max_size, settings.timeout, move=True)
+
+
+def backend_pid(name: str) -> int:
+    with schemata.override(name), schemata.get_connection().cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def end_request() -> None:
+    """What the end of a request does to this thread's schema connections."""
+    request_finished.send(sender=None)
+
+
+def server_connections() -> int:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name LIKE 'schemata:%%'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+@pytest.fixture
+def fresh_pool() -> Iterator[None]:
+    """Start and end with no schema connection and no pool in this process."""
+    with override_settings(SCHEMATA_POOL={"max_size": 3, "timeout": 5}):
+        yield
+    connections.close_all()
+
+
+@pytest.fixture
+def marked(light_schemas: tuple[str, ...]) -> tuple[str, ...]:
+    """One row per light schema whose title is the schema's name."""
+    with connections["default"].cursor() as cursor:
+        for name in light_schemas:
+            cursor.execute(f"INSERT INTO {name}.testapp_note (title) VALUES (%s)", [name])
+    return light_schemas
+
+
+@pytest.mark.usefixtures("fresh_pool")
+class TestReuse:
+    def test_a_connection_on_the_wanted_schema_is_handed_out_with_no_statement(self) -> None:
+        first = backend_pid("alpha")
+        end_request()
+        before = (pool().stats.kept, pool().stats.moved, pool().stats.opened)
+
+        second = backend_pid("alpha")
+
+        assert second == first
+        assert (pool().stats.kept, pool().stats.moved, pool().stats.opened) == (
+            before[0] + 1,
+            before[1],
+            before[2],
+        )
+
+    def test_an_idle_connection_of_another_schema_is_moved_not_opened(self) -> None:
+        first = backend_pid("alpha")
+        end_request()
+
+        second = backend_pid("beta")
+
+        assert second == first
+        assert (pool().stats.moved, pool().stats.opened) == (1, 1)
+        with schemata.override("beta"):
+            assert Note.objects.count() == 0
+        with connections["beta"].cursor() as cursor:
+            cursor.execute("SELECT current_setting('application_name')")
+            assert cursor.fetchone()[0] == "schemata:beta"
+
+    def test_requests_for_several_tenants_share_one_server_connection(self) -> None:
+        client = Client()
+
+        bodies = [
+            client.get("/", HTTP_HOST=f"{name}.example.com").json()["schema"]
+            for name in ("alpha", "beta", "alpha", "beta")
+        ]
+
+        assert bodies == ["alpha", "beta", "alpha", "beta"]
+        assert pool().size == 1
+
+    def test_moving_onto_a_missing_schema_fails_and_keeps_the_connection(self) -> None:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("DROP SCHEMA IF EXISTS ghost CASCADE")
+        backend_pid("alpha")
+        end_request()
+
+        with pytest.raises(SchemaUnavailable, match="The schema 'ghost'"):
+            backend_pid("ghost")
+
+        assert pool().size == 1
+        assert backend_pid("beta") > 0  # moved again, from an unknown path
+        with schemata.override("beta"):
+            assert Note.objects.count() == 0
+
+
+@pytest.mark.usefixtures("fresh_pool")
+class TestBounds:
+    def test_many_threads_and_schemas_never_exceed_the_cap_nor_cross_schemas(
+        self, marked: tuple[str, ...]
+    ) -> None:
+        errors: list[BaseException] = []
+        peak = 0
+        done = threading.Event()
+
+        def serve(seed: int) -> None:
+            chooser = random.Random(seed)
+            try:
+                for _ in range(60):
+                    name = chooser.choice(marked)
+                    request_started.send(sender=None)
+                    with schemata.override(name):
+                        titles = list(Note.objects.values_list("title", flat=True))
+                    request_finished.send(sender=None)
+                    assert titles == [name], (name, titles)
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+
+        others = server_connections()  # other processes' (a Celery worker's, say)
+        threads = [threading.Thread(target=serve, args=(seed,)) for seed in range(12)]
+        for thread in threads:
+            thread.start()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, server_connections() - others)
+                time.sleep(0.005)
+            connections["default"].close()
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        for thread in threads:
+            thread.join()
+        done.set()
+        sampler.join()
+
+        assert errors == []
+        assert 1 <= peak <= 3
+        assert pool().size <= 3
+        assert pool().stats.moved > 100
+
+    @override_settings(SCHEMATA_POOL={"max_size": 3, "timeout": 0.2})
+    def test_past_the_cap_a_caller_waits_then_gets_an_error_naming_the_setting(self) -> None:
+        held = threading.Barrier(4)
+        release = threading.Event()
+
+        def hold(name: str) -> None:
+            with schemata.override(name), schemata.atomic():
+                Note.objects.count()
+                held.wait(5)
+                release.wait(10)
+            connections.close_all()
+
+        holders = [threading.Thread(target=hold, args=(f"t0{i}",)) for i in range(3)]
+        for thread in holders:
+            thread.start()
+        held.wait(5)
+        started = time.monotonic()
+        try:
+            with pytest.raises(ConnectionPoolExhausted) as excinfo:
+                backend_pid("beta")
+            waited = time.monotonic() - started
+        finally:
+            release.set()
+            for thread in holders:
+                thread.join()
+
+        assert str(excinfo.value) == (
+            "No connection to database alias 'default' came free within 0.2s: this process "
+            "holds all SCHEMATA_POOL['max_size'] = 3 of them, in use. Raise it (within the "
+            "server's max_connections) or SCHEMATA_POOL['timeout'], or release connections "
+            "sooner."
+        )
+        assert waited >= 0.2
+
+    def test_a_loop_over_schemas_outside_requests_gives_its_own_idle_connections_back(
+        self,
+    ) -> None:
+        names = [f"t{i:02}" for i in range(20)]
+
+        pids = {name: backend_pid(name) for name in names}
+
+        assert len(set(pids.values())) <= 3
+        assert pool().size <= 3
+
+    def test_a_waiting_caller_gets_the_connection_given_back(self) -> None:
+        got: list[int] = []
+
+        def later() -> None:
+            time.sleep(0.2)
+            end_request()  # gives this thread's connection back
+
+        for name in ("t00", "t01", "t02"):
+            threading.Thread(target=lambda n=name: (got.append(backend_pid(n)), later())).start()
+        time.sleep(0.1)
+
+        assert backend_pid("alpha") in got
+        assert pool().stats.waited >= 1
+
+
+@pytest.mark.usefixtures("fresh_pool")
+class TestHealing:
+    def test_a_connection_the_server_ended_while_idle_is_not_handed_out(self) -> None:
+        first = backend_pid("alpha")
+        end_request()
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+        time.sleep(0.1)
+
+        second = backend_pid("alpha")
+
+        assert second != first
+        assert pool().stats.discarded == 1
+
+    def test_a_dead_connection_is_not_moved_either(self) -> None:
+        first = backend_pid("alpha")
+        end_request()
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+        time.sleep(0.1)
+
+        assert backend_pid("beta") != first
+
+    @override_settings()
+    def test_health_checks_ping_a_kept_connection(self) -> None:
+        from django.conf import settings
+
+        databases = settings.DATABASES
+        first = backend_pid("alpha")
+        end_request()
+        dict.__getitem__(databases, "default")["CONN_HEALTH_CHECKS"] = True
+        try:
+            connections.discard_schema_connections()  # type: ignore[attr-defined]
+            assert backend_pid("alpha") == first
+        finally:
+            dict.__getitem__(databases, "default")["CONN_HEALTH_CHECKS"] = False
+
+    def test_a_broken_connection_given_back_is_discarded(self) -> None:
+        with schemata.override("alpha"):
+            Note.objects.count()
+            raw = connections["alpha"].connection
+            pid = raw.info.backend_pid
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        time.sleep(0.1)
+        with pytest.raises(Exception), schemata.override("alpha"):  # noqa: B017
+            Note.objects.count()
+
+        end_request()
+
+        assert pool().size == 0
+        assert backend_pid("alpha") != pid
+
+    def test_a_forked_child_leaves_the_parents_connections_alone(self) -> None:
+        first = backend_pid("alpha")
+        end_request()
+
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child's coverage is not collected
+            from schemata import pool as module
+
+            os._exit(0 if not module._pools else 1)
+        _, status = os.waitpid(child, 0)
+
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert backend_pid("alpha") == first
+
+
+@pytest.mark.usefixtures("fresh_pool")
+class TestSettings:
+    def test_a_changed_setting_makes_a_new_pool(self) -> None:
+        backend_pid("alpha")
+        end_request()
+
+        with override_settings(SCHEMATA_POOL={"max_size": 7}):
+            assert pool().max_size == 7
+            assert pool().size == 0
+
+    @pytest.mark.parametrize(
+        ("value", "message"),
+        [
+            (
+                {"size": 3},
+                "SCHEMATA_POOL has unknown keys ['size']: use 'max_size' and 'timeout'.",
+            ),
+            ({"max_size": 0}, "SCHEMATA_POOL['max_size'] must be at least 1"),
+        ],
+    )
+    def test_bad_pool_settings_are_refused(self, value: dict[str, Any], message: str) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        with override_settings(SCHEMATA_POOL=value), pytest.raises(ImproperlyConfigured) as info:
+            backend_pid("alpha")
+
+        assert str(info.value).startswith(message)
+
+    def test_a_cap_the_server_cannot_serve_is_warned_about(self) -> None:
+        with (
+            override_settings(SCHEMATA_POOL={"max_size": 5000}),
+            pytest.raises(SystemCheckError) as excinfo,
+        ):
+            call_command("check", "--fail-level", "WARNING", databases=["default"])
+
+        assert "(schemata.W005) SCHEMATA_POOL['max_size'] = 5000 is more than" in str(
+            excinfo.value
+        )
