@@ -104,15 +104,16 @@ class _SchemaWrapperMixin:
         # The path a new connection gets from its options, which may differ from the usual
         # one (a test's own settings): a connection is kept for a schema only on that path.
         opened_on = str(conn_params.get("options", "")).rpartition("search_path=")[2]
-        self._schemata_key = f"{self.settings_dict['NAME']}:{path}"
-        opened_key = f"{self.settings_dict['NAME']}:{opened_on.split()[0] if opened_on else path}"
+        database = self.settings_dict["NAME"]
+        key = f"{database}:{path}"
+        opened: list[str] = []
 
         def open_new() -> Any:
-            self._schemata_key = opened_key
+            opened.append(f"{database}:{opened_on.split()[0] if opened_on else path}")
             return opener(conn_params)
 
         connection = self.schemata_pool().acquire(
-            self._schemata_key,
+            key,
             open_new=open_new,
             verify=lambda conn, resolved: verify_path(self, resolved),
             path=path,
@@ -120,6 +121,7 @@ class _SchemaWrapperMixin:
             reclaim=lambda: reclaim_idle(except_alias=self.alias),
             health_check=bool(self.settings_dict.get("CONN_HEALTH_CHECKS")),
         )
+        self._schemata_key = opened[-1] if opened else key
         # What Django's get_new_connection sets on the wrapper, for a connection it reuses.
         level = options.get("isolation_level")
         self.isolation_level = (
@@ -132,7 +134,9 @@ class _SchemaWrapperMixin:
     def _close(self) -> None:
         if self.connection is not None:
             connection, self.connection = self.connection, None
-            self.schemata_pool().release(connection, self._schemata_key)
+            key, self._schemata_key = self._schemata_key, None
+            if key is not None:  # else not the pool's: lent by the testing kit, say
+                self.schemata_pool().release(connection, key)
 
 
 def verify_path(wrapper: Any, resolved: list[str]) -> None:

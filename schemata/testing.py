@@ -177,6 +177,10 @@ def _unshare(alias: str) -> None:
     conn = connections[alias]
     conn.execute_wrappers[:] = [w for w in conn.execute_wrappers if not isinstance(w, _OnPath)]
     conn.connection = None
+    # As after a connection closed inside the test's transaction: Atomic leaves it marked.
+    conn.in_atomic_block = conn.closed_in_transaction = conn.needs_rollback = False
+    conn.savepoint_ids = []
+    conn.atomic_blocks = []
     base = connections[conf.databases.schemas[alias].base]
     others = [
         other

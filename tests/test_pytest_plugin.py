@@ -223,6 +223,18 @@ def test_shared_rows_written_through_one_schema_are_seen_through_every_alias():
 
 
 @pytest.mark.django_db
+def test_closing_a_schema_connection_leaves_the_tests_own_alone():
+    from django.contrib.auth.models import User
+    from django.db import connections
+
+    with schemata.override("alpha"):
+        User.objects.create(username="dee")
+    connections["alpha"].close()
+
+    assert User.objects.using("default").filter(username="dee").exists()
+
+
+@pytest.mark.django_db
 def test_and_are_rolled_back_with_the_test():
     from django.contrib.auth.models import User
 
@@ -332,7 +344,7 @@ def migrated(project: pytest.Pytester) -> list[str]:
 def test_the_plugin_isolates_schemas_in_a_users_project(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess("-p", "no:cacheprovider")
 
-    result.assert_outcomes(passed=21)
+    result.assert_outcomes(passed=22)
     assert sorted(set(migrated(project))) == ["alpha", "beta", "default"]
 
 
@@ -344,7 +356,7 @@ def test_reuse_db_keeps_the_migrated_schemas(project: pytest.Pytester) -> None:
     third = project.runpytest_subprocess("--create-db", "-p", "no:cacheprovider")
 
     for result in (first, second, third):
-        result.assert_outcomes(passed=21)
+        result.assert_outcomes(passed=22)
     assert {"alpha", "beta"} <= set(first_migrated)
     assert not {"alpha", "beta"} & set(second_migrated)
     assert {"alpha", "beta"} <= set(migrated(project))
