@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from schemata.context import keep_schema
 from schemata.databases import Schema, expand_databases
 from schemata.exceptions import (
+    ConnectionPoolExhausted,
     NoActiveSchema,
     SchemataError,
     SchemaUnavailable,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # imported lazily below: a settings module must not load djan
     from schemata.transaction import atomic, get_connection, on_commit
 
 __all__ = [
+    "ConnectionPoolExhausted",
     "NoActiveSchema",
     "Schema",
     "SchemaUnavailable",
