@@ -22,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from schemata.conf import conf
-from schemata.databases import GUARD_SCHEMA, Schema, search_path_of
+from schemata.databases import GUARD_SCHEMA, Schema
 from schemata.exceptions import SchemaUnavailable
 from schemata.pool import SchemaPool, get_pool
 
@@ -64,18 +64,59 @@ class _SchemaWrapperMixin:
     connection: Any
     execute_wrappers: list[Callable[..., Any]]
     isolation_level: Any
+    in_atomic_block: bool
+    queries_log: Any
     _schemata_key: str | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         from schemata.connections import atomic_guard
 
         super().__init__(*args, **kwargs)
+        # Read once: a wrapper is dropped when settings change (connections.py).
+        databases = conf.databases
+        self.schema: Schema = databases.schemas[self.alias]
+        self._schemata_path = databases.search_path(self.alias)
+        self._schemata_pool: SchemaPool | None = None
+        self._schemata_params: dict[str, Any] | None = None
+        self._schemata_opened = False
         if conf.ATOMIC_GUARD:
             self.execute_wrappers.append(atomic_guard)
 
-    @property
-    def schema(self) -> Schema:
-        return conf.databases.schemas[self.alias]
+    def retarget(self, settings_dict: dict[str, Any], alias: str) -> bool:
+        """Serve ``alias`` instead, if it is a schema of the same base; say whether it can.
+
+        Only an unused wrapper (no connection, no transaction) of a schema alias with the same
+        base settings is reused: everything Django derives from those stays true.
+        """
+        databases = conf.databases
+        schema = databases.schemas[alias]
+        if self.connection is not None or self.in_atomic_block or schema.base != self.schema.base:
+            return False
+        self.settings_dict = settings_dict
+        self.alias = alias
+        self.schema = schema
+        self._schemata_path = databases.search_path(alias)
+        self._schemata_params = None
+        self.queries_log.clear()
+        return True
+
+    def get_connection_params(self) -> dict[str, Any]:
+        # Built on every connect() by Django, but used only when the pool opens a connection.
+        if self._schemata_params is None:
+            self._schemata_params = super().get_connection_params()  # type: ignore[misc]
+        return dict(self._schemata_params)
+
+    def init_connection_state(self) -> None:
+        # A connection from the pool keeps the session state (time zone, role) it was given
+        # when it was opened: configure new ones only.
+        if self._schemata_opened:
+            super().init_connection_state()  # type: ignore[misc]
+
+    def _set_autocommit(self, autocommit: bool) -> None:
+        # A pooled connection is given back in autocommit: psycopg would still go through a
+        # wait for nothing on every hand-out.
+        if self.connection.autocommit != autocommit:
+            super()._set_autocommit(autocommit)  # type: ignore[misc]
 
     @property
     def pool(self) -> None:
@@ -83,14 +124,16 @@ class _SchemaWrapperMixin:
         return None
 
     def schemata_pool(self) -> SchemaPool:
-        pool_settings = conf.POOL
-        schema = self.schema
-        return get_pool(
-            schema.base,
-            pool_settings.max_size,
-            pool_settings.timeout,
-            move=conf.SCHEMA_DATABASE is None,
-        )
+        pool = self._schemata_pool
+        if pool is None or pool.closed:
+            pool_settings = conf.POOL
+            pool = self._schemata_pool = get_pool(
+                self.schema.base,
+                pool_settings.max_size,
+                pool_settings.timeout,
+                move=conf.SCHEMA_DATABASE is None,
+            )
+        return pool
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         from psycopg import IsolationLevel
@@ -99,8 +142,7 @@ class _SchemaWrapperMixin:
 
         opener = super().get_new_connection  # type: ignore[misc]
         options = self.settings_dict["OPTIONS"]
-        schema = self.schema
-        path = search_path_of(schema.name)
+        path = self._schemata_path
         # The path a new connection gets from its options, which may differ from the usual
         # one (a test's own settings): a connection is kept for a schema only on that path.
         opened_on = str(conn_params.get("options", "")).rpartition("search_path=")[2]
@@ -122,6 +164,7 @@ class _SchemaWrapperMixin:
             health_check=bool(self.settings_dict.get("CONN_HEALTH_CHECKS")),
         )
         self._schemata_key = opened[-1] if opened else key
+        self._schemata_opened = bool(opened)
         # What Django's get_new_connection sets on the wrapper, for a connection it reuses.
         level = options.get("isolation_level")
         self.isolation_level = (

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from asgiref.local import Local
+from django.conf import settings
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import ConnectionHandler, load_backend
@@ -13,6 +15,9 @@ from django.db.utils import ConnectionHandler, load_backend
 from schemata.conf import conf
 from schemata.databases import SchemataDatabases
 from schemata.exceptions import TransactionMismatch
+
+#: Unused schema wrappers a thread keeps, to serve other schemas without making new ones.
+SPARE_WRAPPERS = 4
 
 
 class SchemataConnectionHandler(ConnectionHandler):
@@ -44,9 +49,27 @@ class SchemataConnectionHandler(ConnectionHandler):
 
         settings = self.settings[alias]
         wrapper = schema_wrapper(load_backend(settings["ENGINE"]).DatabaseWrapper)
-        conn = wrapper(settings, alias)
         self._schema_aliases()[alias] = None
+        spare = self._spare()
+        for i, conn in enumerate(spare):
+            if type(conn) is wrapper and conn.retarget(settings, alias):  # type: ignore[attr-defined]
+                del spare[i]
+                return conn
+        conn = wrapper(settings, alias)
+        # The references a wrapper has when nobody but this handler holds it (its own parts
+        # point back to it): more, at the end of a request, and it is not reused.
+        conn._schemata_refs = sys.getrefcount(conn)  # type: ignore[attr-defined]
         return conn
+
+    def _spare(self) -> list[BaseDatabaseWrapper]:
+        """This thread's unused schema wrappers, ready to serve another schema of their base
+        (making one costs more than a request's own work)."""
+        try:
+            return self._schemata_local.spare  # type: ignore[no-any-return]
+        except AttributeError:
+            spare: list[BaseDatabaseWrapper] = []
+            self._schemata_local.spare = spare
+            return spare
 
     def __setitem__(self, alias: str, conn: BaseDatabaseWrapper) -> None:
         super().__setitem__(alias, conn)
@@ -91,6 +114,20 @@ class SchemataConnectionHandler(ConnectionHandler):
                 wrapper is atomic_guard for wrapper in conn.execute_wrappers
             ):
                 del self[alias]
+                spare = self._spare()
+                if len(spare) < SPARE_WRAPPERS and _unreferenced(conn):
+                    spare.append(conn)
+
+
+def _unreferenced(conn: BaseDatabaseWrapper) -> bool:
+    """Whether nothing but its own parts (and the caller's variable) refers to ``conn``: a
+    wrapper somebody kept must keep serving its alias, so only those are reused."""
+    baseline: int | None = getattr(conn, "_schemata_refs", None)
+    if baseline is None:
+        return False
+    # Django's error wrapper, made on first use, points back to the connection too.
+    expected = baseline + ("wrap_database_errors" in conn.__dict__)
+    return sys.getrefcount(conn) == expected + 1  # + this function's argument
 
 
 def install() -> None:
@@ -123,6 +160,8 @@ def discard_on_setting_change(setting: str, **kwargs: Any) -> None:
         # Django caches DATABASES in the handler for good (BaseConnectionHandler.settings).
         connections.__dict__.pop("settings", None)
         connections._settings = None  # type: ignore[attr-defined]
+    elif setting.startswith("SCHEMATA_") and isinstance(settings.DATABASES, SchemataDatabases):
+        settings.DATABASES.forget_derived()
     if (setting == "DATABASES" or setting.startswith("SCHEMATA_")) and isinstance(
         connections, SchemataConnectionHandler
     ):

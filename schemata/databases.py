@@ -16,6 +16,8 @@ SCHEMA_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
 #: Between a schema and public on schema paths; see schemata/guard.py.
 GUARD_SCHEMA = "schemata_guard"
 RESERVED_SCHEMAS = frozenset({"public", "information_schema", GUARD_SCHEMA})
+#: Schema aliases whose derived settings are kept (least recently derived are dropped).
+DERIVED_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
     The dict itself holds only the user's own aliases, so everything Django does by iterating
     ``DATABASES`` (request signals, ``ATOMIC_REQUESTS``, system checks, the test runner) costs
     the same with 10,000 schemas as with one. A schema alias answers ``in`` and ``[]``; its
-    settings are derived from its base alias each time they are read, so they follow changes
-    to the base (the test runner renaming ``NAME``) and share no nested object with it.
+    settings are derived from its base alias, follow changes to the base (the test runner
+    renaming ``NAME``) and share no nested object with it.
     """
 
     schemas: dict[str, Schema]
@@ -59,7 +61,31 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
         schema = self.schemas.get(alias)
         if schema is None:
             raise KeyError(alias)
-        return self.schema_settings(schema)
+        # Derived once and shared, as Django shares a listed alias's settings between the
+        # connections of all threads; derived again when the base changed since (the test
+        # runner renames NAME in place). Bounded: 10,000 schemas need not stay in memory.
+        settings: dict[str, Any] = self._derive(schema)[0]
+        return settings
+
+    def search_path(self, alias: str) -> str:
+        """The search path of schema alias ``alias``'s connections."""
+        return self._derive(self.schemas[alias])[1]
+
+    def _derive(self, schema: Schema) -> tuple[dict[str, Any], str]:
+        base = dict.__getitem__(self, schema.base)
+        derived = self.__dict__.setdefault("_derived", {})
+        cached = derived.get(schema.alias)
+        if cached is not None and cached[0] == base:
+            return cached[1]  # type: ignore[no-any-return]
+        result = (self.schema_settings(schema), search_path_of(schema.name))
+        if len(derived) >= DERIVED_CACHE_SIZE:
+            del derived[next(iter(derived))]
+        derived[schema.alias] = (_copy(base), result)
+        return result
+
+    def forget_derived(self) -> None:
+        """Derive schema settings anew (``SCHEMATA_*`` settings changed)."""
+        self.__dict__.pop("_derived", None)
 
     def __contains__(self, alias: object) -> bool:
         return dict.__contains__(self, alias) or alias in self.schemas
@@ -74,7 +100,7 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
         """Return a fresh copy of ``schema``'s base settings that opens on its search path."""
         from schemata.conf import conf
 
-        settings = copy.deepcopy(dict.__getitem__(self, schema.base))
+        settings = _copy(dict.__getitem__(self, schema.base))
         options = settings.setdefault("OPTIONS", {})
         # Schema aliases share one pool per base database (schemata/pool.py), not Django's.
         options.pop("pool", None)
@@ -93,6 +119,18 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
         # connections that say ATOMIC_REQUESTS and are in an atomic block.
         settings["ATOMIC_REQUESTS"] = self.atomic_requests
         return settings
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of plain settings: new dicts and lists, the rest shared.
+
+    ``copy.deepcopy`` costs tens of microseconds per alias lookup, on every request.
+    """
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
 
 
 def search_path_of(schema: str) -> str:

@@ -8,10 +8,12 @@ connects and gives it back when Django closes it (and at the end of every reques
 A connection is handed out, in order of preference:
 
 1. idle and already on the wanted schema: no statement at all;
-2. idle on another schema: moved with one round trip that sets the search path and reads
-   ``current_schemas()`` back to verify it, only ever between transactions (a rollback cannot
-   undo a session setting made outside one);
-3. newly opened, under the cap, with the search path in its startup options and verified once.
+2. newly opened, while the pool is under its cap, with the search path in its startup options
+   and verified once: the pool fills up to ``max_size`` connections, each left on the schema it
+   last served, like a cache of the busiest schemas;
+3. idle on another schema, the least recently used: moved with one round trip that sets the
+   search path and reads ``current_schemas()`` back to verify it, only ever between
+   transactions (a rollback cannot undo a session setting made outside one).
 
 A connection whose socket has something to read while idle was terminated by the server
 (restart, ``pg_terminate_backend``): it is dropped instead of being handed out.
@@ -70,6 +72,7 @@ class SchemaPool:
         self.timeout = timeout
         self.move = move
         self.stats = Stats()
+        self.closed = False  # set when settings change: a new pool takes over
         self._cond = threading.Condition()
         # Least recently given back first; a connection appears here only while idle.
         self._idle: OrderedDict[int, _Idle] = OrderedDict()
@@ -104,13 +107,15 @@ class SchemaPool:
                         self.stats.kept += 1
                         return kept
                     action = "check"
+                elif self.size < self.max_size:
+                    # Under the cap a schema gets a connection of its own: the pool then keeps
+                    # up to max_size schemas' connections ready, and moves only past that.
+                    self._opening += 1
+                    action = "open"
                 elif self._idle and self.move:
                     candidate = self._idle.popitem(last=False)[1]
                     self._in_use[id(candidate.connection)] = candidate.connection
                     action = "move"
-                elif self.size < self.max_size:
-                    self._opening += 1
-                    action = "open"
                 elif self._idle:  # connections cannot move: replace the least recent one
                     self._discard(self._idle.popitem(last=False)[1].connection)
                     self._opening += 1
@@ -233,7 +238,7 @@ class SchemaPool:
                 if not any(connection is inherited for inherited in _inherited):
                     self._discard(connection)
                 return
-            if usable:
+            if usable and not self.closed:
                 self._idle[ident] = _Idle(connection, key)
                 self._idle.move_to_end(ident)
                 self._cond.notify()
@@ -312,11 +317,13 @@ def close_pools() -> None:
         pools = list(_pools.values())
         _pools.clear()
     for pool in pools:
+        pool.closed = True
         pool.close()
 
 
 def _forget_pools() -> None:
     for pool in _pools.values():
+        pool.closed = True
         pool.forget()
     _pools.clear()
 

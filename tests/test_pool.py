@@ -85,7 +85,18 @@ class TestReuse:
             before[2],
         )
 
-    def test_an_idle_connection_of_another_schema_is_moved_not_opened(self) -> None:
+    def test_under_the_cap_each_schema_keeps_a_connection_of_its_own(self) -> None:
+        pids = [backend_pid(name) for name in ("alpha", "beta")]
+        end_request()
+
+        again = [backend_pid(name) for name in ("alpha", "beta")]
+
+        assert again == pids
+        assert pids[0] != pids[1]
+        assert (pool().stats.opened, pool().stats.moved, pool().stats.kept) == (2, 0, 2)
+
+    @override_settings(SCHEMATA_POOL={"max_size": 1, "timeout": 5})
+    def test_at_the_cap_an_idle_connection_of_another_schema_is_moved(self) -> None:
         first = backend_pid("alpha")
         end_request()
 
@@ -99,6 +110,7 @@ class TestReuse:
             cursor.execute("SELECT current_setting('application_name')")
             assert cursor.fetchone()[0] == "schemata:beta"
 
+    @override_settings(SCHEMATA_POOL={"max_size": 1, "timeout": 5})
     def test_requests_for_several_tenants_share_one_server_connection(self) -> None:
         client = Client()
 
