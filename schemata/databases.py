@@ -97,10 +97,10 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
             return default
 
     def schema_settings(self, schema: Schema) -> dict[str, Any]:
-        """Return a fresh copy of ``schema``'s base settings that opens on its search path."""
+        """Return a new copy of ``schema``'s base settings that opens on its search path."""
         from schemata.conf import conf
 
-        settings = _copy(dict.__getitem__(self, schema.base))
+        settings: dict[str, Any] = _copy(dict.__getitem__(self, schema.base))
         options = settings.setdefault("OPTIONS", {})
         # Schema aliases share one pool per base database (schemata/pool.py), not Django's.
         options.pop("pool", None)
