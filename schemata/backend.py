@@ -27,7 +27,14 @@ from schemata.exceptions import SchemaUnavailable
 from schemata.pool import SchemaPool, get_pool
 
 #: What a schema wrapper overrides or relies on in Django's PostgreSQL wrapper.
-REQUIRED = ("get_new_connection", "_close", "init_connection_state", "pool", "introspection_class")
+REQUIRED = (
+    "get_new_connection",
+    "_close",
+    "init_connection_state",
+    "pool",
+    "introspection_class",
+    "client_class",
+)
 
 _classes: dict[type[BaseDatabaseWrapper], type[BaseDatabaseWrapper]] = {}
 
@@ -47,10 +54,11 @@ def schema_wrapper(base: type[BaseDatabaseWrapper]) -> type[BaseDatabaseWrapper]
             (SchemaIntrospection, base.introspection_class),
             {},
         )
+        client = type(f"Schema{base.client_class.__name__}", (SchemaClient, base.client_class), {})
         cls = type(
             f"Schema{base.__name__}",
             (_SchemaWrapperMixin, base),
-            {"introspection_class": introspection},
+            {"introspection_class": introspection, "client_class": client},
         )
         _classes[base] = cls
     return cls
@@ -228,3 +236,17 @@ class SchemaIntrospection:
         )
         ignored = self.ignored_tables  # type: ignore[attr-defined]
         return [TableInfo(*row) for row in cursor.fetchall() if row[0] not in ignored]
+
+
+class SchemaClient:
+    """``dbshell`` on a schema alias: psql opens on the schema's search path."""
+
+    @classmethod
+    def settings_to_cmd_args_env(
+        cls, settings_dict: dict[str, Any], parameters: list[str]
+    ) -> tuple[list[str], dict[str, str] | None]:
+        args, env = super().settings_to_cmd_args_env(settings_dict, parameters)  # type: ignore[misc]
+        options = settings_dict["OPTIONS"]
+        extra = {"PGOPTIONS": options.get("options"), "PGAPPNAME": options.get("application_name")}
+        env = {**(env or {}), **{key: str(value) for key, value in extra.items() if value}}
+        return args, env

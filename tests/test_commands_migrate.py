@@ -412,7 +412,7 @@ class TestEachSchema:
             verbosity=0,
         )
 
-        assert lines == ["[alpha] testapp", "[alpha]  [X] 0001_initial"]
+        assert lines == ["testapp", " [X] 0001_initial"]  # one schema: output as it comes
 
     def test_unknown_command(self) -> None:
         with pytest.raises(CommandError, match="Unknown command: 'nope'."):
