@@ -13,6 +13,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 DEFAULT_BASE = "default"
 SCHEMA_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
+#: A host as Django accepts it in a request (django.http.request validates the same way),
+#: lower-cased and without its port.
+HOST_RE = re.compile(r"[a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\]", re.ASCII)
 #: Between a schema and public on schema paths; see schemata/guard.py.
 GUARD_SCHEMA = "schemata_guard"
 RESERVED_SCHEMAS = frozenset({"public", "information_schema", GUARD_SCHEMA})
@@ -212,6 +215,21 @@ def _check_domain(domain: object, seen: Mapping[str, str]) -> str:
             f"SCHEMATA_DOMAINS[{domain!r}]: a domain is a host name such as 'alpha.example.com'."
         )
     host = normalize_host(domain)
+    if not HOST_RE.fullmatch(host):
+        if not host.isascii():
+            try:
+                ascii_form = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                ascii_form = None
+            if ascii_form:
+                raise ImproperlyConfigured(
+                    f"SCHEMATA_DOMAINS[{domain!r}]: browsers send this host as "
+                    f"{ascii_form!r} (its IDNA form); list that instead."
+                )
+        raise ImproperlyConfigured(
+            f"SCHEMATA_DOMAINS[{domain!r}]: {host!r} is not a valid host name, so no request "
+            f"could ever have it (Django refuses such a Host header before any middleware)."
+        )
     if host in seen:
         raise ImproperlyConfigured(
             f"SCHEMATA_DOMAINS[{domain!r}]: same host as {seen[host]!r} once lower-cased "

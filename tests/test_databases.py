@@ -256,6 +256,28 @@ def test_hosts_are_normalised(host: str, expected: str) -> None:
             "SCHEMATA_DOMAINS: every key must be a non-empty domain string, got 7.",
         ),
         (
+            {"bücher.localhost": {"schema_name": "alpha"}},
+            "SCHEMATA_DOMAINS['bücher.localhost']: browsers send this host as "
+            "'xn--bcher-kva.localhost' (its IDNA form); list that instead.",
+        ),
+        (
+            {"alpha.localhost\x00": {"schema_name": "alpha"}},
+            "SCHEMATA_DOMAINS['alpha.localhost\\x00']: 'alpha.localhost\\x00' is not a valid "
+            "host name, so no request could ever have it (Django refuses such a Host header "
+            "before any middleware).",
+        ),
+        (
+            {"*.localhost": {"schema_name": "alpha"}},
+            "SCHEMATA_DOMAINS['*.localhost']: '*.localhost' is not a valid host name, so no "
+            "request could ever have it (Django refuses such a Host header before any "
+            "middleware).",
+        ),
+        (
+            {"☃": {"schema_name": "alpha"}},
+            "SCHEMATA_DOMAINS['☃']: browsers send this host as 'xn--n3h' (its IDNA form); list "
+            "that instead.",
+        ),
+        (
             {"https://a.example.com/": {"schema_name": "alpha"}},
             "SCHEMATA_DOMAINS['https://a.example.com/']: a domain is a host name such as "
             "'alpha.example.com'.",
@@ -297,3 +319,20 @@ def test_ten_thousand_domains_expand_without_touching_the_database() -> None:
     assert len(databases.schemas) == 10_000
     assert list(databases) == ["default"]
     print(f"expanded 10,000 domains in {elapsed * 1000:.1f} ms")
+
+
+def test_ip_literals_and_idna_hosts_are_accepted() -> None:
+    databases = expand(
+        {
+            "[::1]:8000": {"schema_name": "alpha"},
+            "127.0.0.1": {"schema_name": "beta"},
+            "xn--bcher-kva.localhost": {"schema_name": "gamma"},
+        }
+    )
+
+    assert sorted(databases.domains) == ["127.0.0.1", "[::1]", "xn--bcher-kva.localhost"]
+
+
+def test_a_host_with_no_idna_form_is_refused_as_invalid() -> None:
+    with pytest.raises(ImproperlyConfigured, match="is not a valid host name"):
+        expand({"é" * 70 + ".localhost": {"schema_name": "alpha"}})
