@@ -12,6 +12,7 @@ class SchemataConfig(AppConfig):
 
     def ready(self) -> None:
         from schemata import checks  # noqa: F401  (registers the system checks)
+        from schemata.compat import check_django
         from schemata.connections import (
             discard_on_setting_change,
             install,
@@ -19,6 +20,7 @@ class SchemataConfig(AppConfig):
         )
         from schemata.guard import rebuild_after_migrate
 
+        check_django()
         install()
         request_finished.connect(release_idle_connections, dispatch_uid="schemata.release")
         setting_changed.connect(discard_on_setting_change, dispatch_uid="schemata.settings")

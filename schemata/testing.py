@@ -4,6 +4,13 @@ Django's test cases open their transactions (or flush) only on the aliases that 
 lists, and schema aliases are not listed. Here every schema alias a test touches is put under
 the test's transaction the first time the test uses it, or flushed after a transactional test.
 Only the schemas a test uses cost anything, however many there are.
+
+While a test runs, ``django.db.connections`` has the class ``_IsolatingHandler``, which reports
+each alias looked up to the active layers. It is a class swap (between two subclasses of our
+own) rather than an override of ``__getitem__`` in ``SchemataConnectionHandler`` itself because
+``connections[alias]`` runs dozens of times per request: production code must not pay for a
+hook that only tests use. ``schemata.compat`` checks, at start-up, every Django internal this
+module relies on (``TestCase._fixture_setup``/``_fixture_teardown``, ``Atomic._from_testcase``).
 """
 
 from __future__ import annotations
