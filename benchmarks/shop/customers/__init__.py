@@ -1,0 +1,1 @@
+"""django-tenants' tenant and domain models, for the django-tenants configuration only."""
