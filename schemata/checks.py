@@ -168,8 +168,8 @@ def check_database(
             Error(
                 f"public.{table} belongs to the tenant app {label!r}: a schema that lacks its "
                 f"own {table} would silently read and write this one.",
-                hint=f"Move it into a schema with 'manage.py move_app {label} --to SCHEMA' "
-                f"or drop it.",
+                hint="Make public's tenant data a tenant with 'manage.py adopt_schema SCHEMA', "
+                f"move this app alone with 'manage.py move_app {label} --to SCHEMA', or drop it.",
                 id="schemata.E011",
             )
         )

@@ -18,6 +18,19 @@ def existing_schemas(using: str = "default") -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
+def extension_schemas(using: str = "default") -> set[str]:
+    """Return the schemas that an extension created (and drops with itself): no tenant's."""
+    with connections[using].cursor() as cursor:
+        # What an extension's script creates depends on the extension (deptype 'e'), which
+        # a schema an extension was merely installed into does not.
+        cursor.execute(
+            "SELECT n.nspname FROM pg_depend d JOIN pg_namespace n ON n.oid = d.objid "
+            "WHERE d.classid = 'pg_namespace'::regclass "
+            "AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'"
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
 def create_schema(name: str, using: str = "default") -> bool:
     """Create the schema ``name`` unless it exists; return whether it was created."""
     connection = connections[using]

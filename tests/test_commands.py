@@ -52,6 +52,21 @@ def test_schemas_no_domain_names_are_listed_and_left_alone() -> None:
     assert "Stray" in existing_schemas()
 
 
+def test_schemas_an_extension_created_are_not_listed() -> None:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("CREATE SCHEMA citus_internal")
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS citext")
+        # What CREATE SCHEMA in an extension's script records: the schema is a member of the
+        # extension (pg_depend, deptype 'e'), dropped with it.
+        cursor.execute("ALTER EXTENSION citext ADD SCHEMA citus_internal")
+        cursor.execute("CREATE SCHEMA stray_beside")
+
+    lines = manage_schemata("--dry-run")
+
+    assert lines[-1] == "stray_beside: in the database, named by no domain (left alone)"
+    assert not any(line.startswith("citus_internal") for line in lines)
+
+
 def test_create_schema_reports_an_existing_schema() -> None:
     assert create_schema("alpha") is False
 

@@ -13,9 +13,10 @@ from django.test import override_settings
 import schemata
 from schemata import NoActiveSchema
 from schemata.routers import SchemataRouter
+from schemata.schemas import create_schema
 from tests.conftest import drop_fresh, forget_schema_connections
 from tests.seedapp.models import Seed
-from tests.test_commands_migrate import recorded, relation, run
+from tests.test_commands_migrate import ON_DISK, recorded, relation, run
 from tests.test_connections import in_thread
 from tests.testapp.models import Note
 
@@ -155,8 +156,10 @@ class TestSharedApps:
             "schema that lacks its own testapp_note would silently read and write this one."
             in str(excinfo.value)
         )
-        assert "HINT: Move it into a schema with 'manage.py move_app testapp --to SCHEMA'" in str(
-            excinfo.value
+        assert (
+            "HINT: Make public's tenant data a tenant with 'manage.py adopt_schema SCHEMA', move "
+            "this app alone with 'manage.py move_app testapp --to SCHEMA', or drop it."
+            in str(excinfo.value)
         )
 
     def test_manage_schemata_reports_tenant_tables_left_in_public(self) -> None:
@@ -164,7 +167,9 @@ class TestSharedApps:
 
         assert (
             "public.testapp_note: table of the tenant app 'testapp' left in public; a schema "
-            "without its own would use it. Move it (move_app) or drop it." in lines
+            "without its own would use it. Adopt public's tenant tables as a schema "
+            "(adopt_schema SCHEMA), move this app (move_app testapp --to SCHEMA) or drop it."
+            in lines
         )
 
     def test_an_extension_installed_in_a_schema_fails_the_database_checks(self) -> None:
@@ -238,7 +243,7 @@ class TestMoveApp:
         assert lines == [
             "fresh1.testapp_note -> fresh2.testapp_note",
             "fresh1.testapp_tag -> fresh2.testapp_tag",
-            "fresh2.django_migrations: 1 migrations of 'testapp'",
+            "fresh2.django_migrations: 1 migrations of testapp",
         ]
         assert relation("fresh1.testapp_note") is None
         assert {key for key in recorded("fresh2") if key[0] == "testapp"} == {
@@ -256,6 +261,19 @@ class TestMoveApp:
             assert sorted(Note.objects.values_list("title", flat=True)) == ["next id", "travels"]
         connections["fresh1"].close()
 
+    def test_creates_a_missing_target_and_migrate_schemata_completes_both(self) -> None:
+        run("migrate_schemata", "--schema", "fresh1", interactive=False)
+
+        lines = run("move_app", "testapp", "--from", "fresh1", "--to", "fresh2")
+        migrated = run("migrate_schemata", "--schema", "fresh1", "--schema", "fresh2")
+
+        assert lines[0] == "fresh2: schema created"
+        # The source forgot testapp's migrations, so it gets new, empty tables.
+        assert "[fresh1]   Applying testapp.0001_initial... OK" in migrated
+        assert "[fresh2]   Applying seedapp.0001_initial... OK" in migrated
+        assert "[fresh2]   Applying testapp.0001_initial... OK" not in migrated
+        assert recorded("fresh1") == recorded("fresh2") == ON_DISK
+
     def test_refuses_when_the_target_already_has_the_tables(self) -> None:
         run("migrate_schemata", "--schema", "fresh1", interactive=False)
 
@@ -263,16 +281,22 @@ class TestMoveApp:
             run("move_app", "testapp", "--from", "fresh1", "--to", "public")
 
         assert str(excinfo.value) == (
-            "public already has testapp_note, testapp_tag: nothing was moved."
+            "public already has testapp_note, testapp_tag; nothing was moved."
         )
         assert relation("fresh1.testapp_note") == "fresh1.testapp_note"
 
     def test_refuses_unknown_schemas_apps_and_empty_sources(self) -> None:
+        create_schema("fresh3")
+
         with pytest.raises(CommandError, match="Unknown schema 'nope'"):
             run("move_app", "testapp", "--from", "nope", "--to", "public")
         with pytest.raises(CommandError, match="No installed app with label 'nope'"):
             run("move_app", "nope", "--from", "fresh1", "--to", "public")
         with pytest.raises(CommandError, match="--from and --to name the same schema."):
             run("move_app", "testapp", "--from", "fresh1", "--to", "fresh1")
-        with pytest.raises(CommandError, match="fresh3 has no table of 'testapp'"):
+        with pytest.raises(CommandError, match="There is no schema 'fresh1'; nothing was moved."):
+            run("move_app", "testapp", "--from", "fresh1", "--to", "fresh4")
+        with pytest.raises(
+            CommandError, match="fresh3 has no table of 'testapp': nothing to move"
+        ):
             run("move_app", "testapp", "--from", "fresh3", "--to", "fresh4")

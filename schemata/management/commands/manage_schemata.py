@@ -9,14 +9,19 @@ from schemata.cloning import clone_schema
 from schemata.conf import conf
 from schemata.databases import application_name
 from schemata.exceptions import SchemataError
-from schemata.schemas import create_schema, existing_schemas, public_leftovers
+from schemata.schemas import (
+    create_schema,
+    existing_schemas,
+    extension_schemas,
+    public_leftovers,
+)
 
 
 class Command(BaseCommand):
     help = (
         "Create every schema named in SCHEMATA_DOMAINS that the database lacks, and list "
-        "schemas that no domain names. Never drops anything unless asked with --drop; safe "
-        "to re-run."
+        "schemas that no domain names (but not those an extension made). Never drops "
+        "anything unless asked with --drop; safe to re-run."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -71,13 +76,15 @@ class Command(BaseCommand):
             else:
                 state = "created" if create_schema(name) else "exists"
             self.stdout.write(f"{name}: {state}")
-        for name in sorted(present - set(schemas)):
+        for name in sorted(present - set(schemas) - extension_schemas()):
             self.stdout.write(f"{name}: in the database, named by no domain (left alone)")
         if conf.SHARED_APPS:
             for table, label in public_leftovers().items():
                 self.stdout.write(
                     f"public.{table}: table of the tenant app {label!r} left in public; a "
-                    f"schema without its own would use it. Move it (move_app) or drop it."
+                    f"schema without its own would use it. Adopt public's tenant tables as a "
+                    f"schema (adopt_schema SCHEMA), move this app (move_app {label} --to "
+                    f"SCHEMA) or drop it."
                 )
 
     def drop(self, name: str, *, dry_run: bool, interactive: bool) -> None:
