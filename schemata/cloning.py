@@ -1,7 +1,9 @@
-"""Create a schema as a structural copy of a migrated one, in one transaction.
+"""Create a schema as a copy of a migrated one, rows included, in one transaction.
 
 Copying the catalog of a migrated template is a fixed, small number of statements whatever the
-migration history, where running every migration again grows with it.
+migration history, where running every migration again grows with it. The rows are copied too:
+a template holds only what migrations made (data migrations' rows, content types,
+permissions), which a clone must hold as well to equal a migrated schema.
 """
 
 from __future__ import annotations
@@ -13,20 +15,17 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from schemata.conf import conf
 from schemata.databases import schema_name_problem
 from schemata.exceptions import SchemataError
-
-#: Tables whose rows are copied too: what a migrated schema holds before any user data.
-SEED_TABLES = ("django_migrations", "django_content_type", "auth_permission")
+from schemata.moving import search_path
 
 
 def clone_schema(template: str, name: str, using: str = DEFAULT_DB_ALIAS) -> None:
-    """Create the schema ``name`` as a copy of the migrated schema ``template``.
+    """Create the schema ``name`` as a copy of the migrated schema ``template``, rows included.
 
-    Copies tables with their columns, defaults, identity columns and owned sequences
-    (restarted), constraints and foreign keys (to its own tables and to shared ones), indexes,
-    views and the rows of ``django_migrations`` (and of ``django_content_type`` and
-    ``auth_permission`` when those tables are in the template), in one transaction. Functions
-    and triggers are not copied. Raises ``SchemataError`` if ``template`` is not a migrated
-    schema or ``name`` exists.
+    Copies tables with their columns, defaults, identity columns and sequences (at the
+    template's values), every row, constraints and foreign keys (to its own tables and to
+    shared ones), indexes and views, in one transaction. Functions and triggers are not
+    copied. The template must hold only what migrations create: its rows become the clone's.
+    Raises ``SchemataError`` if ``template`` is not a migrated schema or ``name`` exists.
     """
     problem = schema_name_problem(name)
     if problem:
@@ -50,14 +49,17 @@ def clone_schema(template: str, name: str, using: str = DEFAULT_DB_ALIAS) -> Non
         # References render unqualified when they resolve on the search path: under the
         # template's path, its own tables and the shared ones, which then resolve under the
         # new schema's path to its own tables and the same shared ones.
-        cursor.execute(f"SET LOCAL search_path = {', '.join([src, *shared])}")
-        statements = [f"CREATE SCHEMA {dst}", *_structure(cursor, template, src, dst)]
-        cursor.execute(f"SET LOCAL search_path = {', '.join([dst, *shared])}")
-        cursor.execute(";\n".join(statements))
-        cursor.execute(";\n".join(_seed_rows(cursor, template, src, dst)) or "SELECT 1")
+        with search_path(cursor, ", ".join([src, *shared])):
+            tables = [f"CREATE SCHEMA {dst}", *_tables(cursor, template, src, dst)]
+            rows = _rows(cursor, template, src, dst)
+            # Keys and indexes after the rows, as pg_dump orders them: faster, and
+            # non-deferrable foreign keys need no particular order of tables.
+            dependents = _dependents(cursor, template, src, dst)
+        with search_path(cursor, ", ".join([dst, *shared])):
+            cursor.execute(";\n".join([*tables, *rows, *dependents]))
 
 
-def _structure(cursor: Any, template: str, src: str, dst: str) -> list[str]:
+def _tables(cursor: Any, template: str, src: str, dst: str) -> list[str]:
     statements = []
     cursor.execute(
         "SELECT c.oid, quote_ident(c.relname) FROM pg_class c "
@@ -116,6 +118,11 @@ def _structure(cursor: Any, template: str, src: str, dst: str) -> list[str]:
                 f"SET DEFAULT nextval('{dst}.{seq}'::regclass)"
             )
             statements.append(f"ALTER SEQUENCE {dst}.{seq} OWNED BY {dst}.{table}.{column}")
+    return statements
+
+
+def _dependents(cursor: Any, template: str, src: str, dst: str) -> list[str]:
+    statements = []
     # Keys and checks before foreign keys, which need the keys they reference.
     cursor.execute(
         "SELECT quote_ident(t.relname), quote_ident(c.conname), pg_get_constraintdef(c.oid), "
@@ -163,18 +170,27 @@ def _structure(cursor: Any, template: str, src: str, dst: str) -> list[str]:
     return statements
 
 
-def _seed_rows(cursor: Any, template: str, src: str, dst: str) -> list[str]:
+def _rows(cursor: Any, template: str, src: str, dst: str) -> list[str]:
+    """Copy every row, then set each sequence where the template's is."""
     cursor.execute(
-        "SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace(%s) "
-        "AND relkind = 'r' AND relname = ANY(%s)",
-        [template, list(SEED_TABLES)],
+        "SELECT quote_ident(c.relname), string_agg(quote_ident(a.attname), ', ' "
+        "ORDER BY a.attnum) FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid "
+        "WHERE c.relnamespace = to_regnamespace(%s) AND c.relkind = 'r' AND a.attnum > 0 "
+        "AND NOT a.attisdropped AND a.attgenerated = '' GROUP BY c.oid, c.relname ORDER BY c.oid",
+        [template],
     )
-    statements = []
-    for (table,) in cursor.fetchall():
-        statements.append(f"INSERT INTO {dst}.{table} SELECT * FROM {src}.{table}")
-        # Continue the copied rows' ids rather than start over at 1.
-        statements.append(
-            f"SELECT setval(pg_get_serial_sequence('{dst}.{table}', 'id'), "
-            f"coalesce(max(id), 0) + 1, false) FROM {dst}.{table}"
-        )
+    statements = [
+        f"INSERT INTO {dst}.{table} ({columns}) OVERRIDING SYSTEM VALUE "
+        f"SELECT {columns} FROM {src}.{table}"
+        for table, columns in cursor.fetchall()
+    ]
+    cursor.execute(
+        "SELECT quote_ident(relname) FROM pg_class "
+        "WHERE relnamespace = to_regnamespace(%s) AND relkind = 'S' ORDER BY oid",
+        [template],
+    )
+    statements += [
+        f"SELECT setval('{dst}.{seq}'::regclass, last_value, is_called) FROM {src}.{seq}"
+        for (seq,) in cursor.fetchall()
+    ]
     return statements

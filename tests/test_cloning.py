@@ -8,13 +8,12 @@ import subprocess
 
 import environ
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 from django.test import override_settings
 
 import schemata
 from schemata import SchemataError, clone_schema
 from tests.conftest import forget_schema_connections
-from tests.seedapp.models import Seed
 from tests.test_commands_migrate import recorded, relation, run
 from tests.testapp.models import Note
 
@@ -71,20 +70,56 @@ def test_a_clone_records_the_templates_migrations_and_needs_none() -> None:
     assert lines == ["Summary: 1 up to date."]
 
 
-def test_a_clone_starts_empty_with_fresh_sequences() -> None:
+def test_a_clone_holds_the_templates_rows_and_continues_its_sequences() -> None:
     run("migrate_schemata", "--schema", "fresh1", interactive=False)
     with schemata.override("fresh1"):
         for title in ("a", "b", "c"):
-            Note.objects.create(title=title)
+            last = Note.objects.create(title=title).pk
 
     clone_schema("fresh1", "fresh2")
 
     with schemata.override("fresh2"):
-        assert Note.objects.count() == 0
-        assert Note.objects.create(title="first").pk == 1
-        # Seeded by the template's data migration: user data, not copied.
-        assert Seed.objects.count() == 0
+        assert list(Note.objects.order_by("pk").values_list("title", flat=True)) == ["a", "b", "c"]
+        assert Note.objects.create(title="next").pk == last + 1
     connections.close_all()
+
+
+def rows(schema: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table of ``schema`` but the times migrations were applied at."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace(%s) "
+            "AND relkind = 'r' ORDER BY relname",
+            [schema],
+        )
+        found = {}
+        for (table,) in cursor.fetchall():
+            columns = "app, name" if table == "django_migrations" else "*"
+            cursor.execute(f"SELECT {columns} FROM {schema}.{table} ORDER BY 1, 2")
+            found[table] = cursor.fetchall()
+        return found
+
+
+def test_a_clone_equals_a_migrated_schema_rows_of_data_migrations_included() -> None:
+    run("migrate_schemata", "--schema", "fresh1", "--schema", "fresh2", interactive=False)
+
+    clone_schema("fresh1", "fresh3")
+
+    assert rows("fresh3") == rows("fresh2")
+    assert rows("fresh3")["seedapp_seed"] == [(1, "seeded", None)]  # from a data migration
+
+
+def test_cloning_in_a_transaction_leaves_its_search_path_alone() -> None:
+    run("migrate_schemata", "--schema", "fresh1", interactive=False)
+    connection = connections["default"]
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SHOW search_path")
+        before = cursor.fetchone()
+        clone_schema("fresh1", "fresh2")
+        cursor.execute("SHOW search_path")
+
+        assert cursor.fetchone() == before
 
 
 def test_cloning_refuses_an_existing_name_an_unmigrated_template_and_bad_names() -> None:
