@@ -15,6 +15,7 @@ one of them, so a Django release that renames them fails at the first connection
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -151,8 +152,8 @@ class _SchemaWrapperMixin:
         opener = super().get_new_connection  # type: ignore[misc]
         options = self.settings_dict["OPTIONS"]
         path = self._schemata_path
-        # The path a new connection gets from its options, which may differ from the usual
-        # one (a test's own settings): a connection is kept for a schema only on that path.
+        # A search path given in the alias's own options (a test's settings, say) is the one a
+        # new connection keeps: it is kept for a schema only on that path, and not moved.
         opened_on = str(conn_params.get("options", "")).rpartition("search_path=")[2]
         database = self.settings_dict["NAME"]
         key = f"{database}:{path}"
@@ -170,6 +171,9 @@ class _SchemaWrapperMixin:
             application_name=options["application_name"],
             reclaim=lambda: reclaim_idle(except_alias=self.alias),
             health_check=bool(self.settings_dict.get("CONN_HEALTH_CHECKS")),
+            # With a database per schema (PgBouncer's connect_query sets the path) a session
+            # setting would outlive the transaction on a server connection others share.
+            path_on_open=not opened_on and conf.SCHEMA_DATABASE is None,
         )
         self._schemata_key = opened[-1] if opened else key
         self._schemata_opened = bool(opened)
@@ -241,12 +245,23 @@ class SchemaIntrospection:
 class SchemaClient:
     """``dbshell`` on a schema alias: psql opens on the schema's search path."""
 
-    @classmethod
-    def settings_to_cmd_args_env(
-        cls, settings_dict: dict[str, Any], parameters: list[str]
-    ) -> tuple[list[str], dict[str, str] | None]:
-        args, env = super().settings_to_cmd_args_env(settings_dict, parameters)  # type: ignore[misc]
-        options = settings_dict["OPTIONS"]
-        extra = {"PGOPTIONS": options.get("options"), "PGAPPNAME": options.get("application_name")}
-        env = {**(env or {}), **{key: str(value) for key, value in extra.items() if value}}
-        return args, env
+    connection: Any
+
+    def runshell(self, parameters: list[str]) -> None:
+        # psql is started with the environment of this process: give it the path there.
+        options = self.connection.settings_dict["OPTIONS"]
+        path = f"-c search_path={self.connection._schemata_path}"
+        extra = {
+            "PGOPTIONS": " ".join(filter(None, [options.get("options"), path])),
+            "PGAPPNAME": options.get("application_name"),
+        }
+        saved = {key: os.environ.get(key) for key in extra}
+        os.environ.update({key: str(value) for key, value in extra.items() if value})
+        try:
+            super().runshell(parameters)  # type: ignore[misc]
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value

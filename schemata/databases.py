@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -36,6 +36,49 @@ class Schema:
     base: str = DEFAULT_BASE
 
 
+class SchemaMap(dict[str, Schema]):
+    """The schemas of ``SCHEMATA_DOMAINS`` by name; a name it lacks is looked up among the
+    tenants registered at run time (``schemata.registry``).
+
+    ``in``, ``[]`` and ``get()`` answer for both; iterating gives the settings' schemas only
+    (``schemata.registry.all_schemas()`` lists both).
+    """
+
+    def __init__(
+        self, schemas: Mapping[str, Schema] | None = None, aliases: Iterable[str] = ()
+    ) -> None:
+        super().__init__(schemas or {})
+        #: The user's own aliases: never a schema, and never worth a query.
+        self.aliases = frozenset(aliases)
+
+    def __missing__(self, name: str) -> Schema:
+        schema = self._runtime(name)
+        if schema is None:
+            raise KeyError(name)
+        return schema
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or self._runtime(name) is not None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        schema = dict.get(self, name)
+        if schema is None:
+            schema = self._runtime(name)
+        return default if schema is None else schema
+
+    def find(self, name: str) -> Schema | None:
+        """``get(name)``, from a copy of the run-time tenants no older than
+        ``SCHEMATA_TENANT_REFRESH``."""
+        return dict.get(self, name) or self._runtime(name, refresh=True)
+
+    def _runtime(self, name: object, refresh: bool = False) -> Schema | None:
+        if not isinstance(name, str) or name in self.aliases or not SCHEMA_NAME_RE.fullmatch(name):
+            return None
+        from schemata.registry import registry
+
+        return registry.schema_named(name, refresh=refresh)
+
+
 def normalize_host(host: str) -> str:
     """Lower-case ``host`` and drop its port and trailing dot, as a request's host is matched."""
     host = host.strip().lower()
@@ -56,7 +99,7 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
     renaming ``NAME``) and share no nested object with it.
     """
 
-    schemas: dict[str, Schema]
+    schemas: SchemaMap
     domains: dict[str, Schema]
     atomic_requests: bool
 
@@ -109,13 +152,11 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
         options.pop("pool", None)
         per_schema_database = conf.SCHEMA_DATABASE
         if per_schema_database:
-            # A database per schema (PgBouncer, whose connect_query sets the path): PgBouncer
-            # before 1.20 refuses the options startup parameter.
+            # A database per schema (PgBouncer, whose connect_query sets the path).
             settings["NAME"] = per_schema_database.format(schema=schema.name)
-        else:
-            existing = str(options.get("options", "")).strip()
-            search_path = f"-c search_path={search_path_of(schema.name)}"
-            options["options"] = f"{existing} {search_path}" if existing else search_path
+        # The search path is set (and verified) in one statement when a connection is opened
+        # or moved (schemata/pool.py), not in the libpq options parameter: PgBouncer before
+        # 1.20 refuses that, or drops it.
         options["application_name"] = application_name(options, schema.name)
         # Django never reads this for schema aliases (it walks only the listed aliases), but
         # third-party code does: DRF's set_rollback() marks a handled error for rollback only on
@@ -192,15 +233,18 @@ def expand_databases(
         host_to_name[host] = name
         by_name.setdefault(name, ([], entry))[0].append(host)
 
-    result.schemas = {
-        name: Schema(
-            name=name,
-            alias=name,
-            domains=tuple(hosts),
-            config=MappingProxyType({k: v for k, v in entry.items() if k != "schema_name"}),
-        )
-        for name, (hosts, entry) in by_name.items()
-    }
+    result.schemas = SchemaMap(
+        {
+            name: Schema(
+                name=name,
+                alias=name,
+                domains=tuple(hosts),
+                config=MappingProxyType({k: v for k, v in entry.items() if k != "schema_name"}),
+            )
+            for name, (hosts, entry) in by_name.items()
+        },
+        aliases=dict.keys(result),
+    )
     result.domains = {host: result.schemas[name] for host, name in host_to_name.items()}
     return result
 
@@ -210,32 +254,36 @@ def _check_domain(domain: object, seen: Mapping[str, str]) -> str:
         raise ImproperlyConfigured(
             f"SCHEMATA_DOMAINS: every key must be a non-empty domain string, got {domain!r}."
         )
-    if any(c.isspace() or c in "/@" for c in domain.strip()):
-        raise ImproperlyConfigured(
-            f"SCHEMATA_DOMAINS[{domain!r}]: a domain is a host name such as 'alpha.example.com'."
-        )
+    problem = domain_problem(domain)
+    if problem:
+        raise ImproperlyConfigured(f"SCHEMATA_DOMAINS[{domain!r}]: {problem}")
     host = normalize_host(domain)
-    if not HOST_RE.fullmatch(host):
-        if not host.isascii():
-            try:
-                ascii_form = host.encode("idna").decode("ascii")
-            except UnicodeError:
-                ascii_form = None
-            if ascii_form:
-                raise ImproperlyConfigured(
-                    f"SCHEMATA_DOMAINS[{domain!r}]: browsers send this host as "
-                    f"{ascii_form!r} (its IDNA form); list that instead."
-                )
-        raise ImproperlyConfigured(
-            f"SCHEMATA_DOMAINS[{domain!r}]: {host!r} is not a valid host name, so no request "
-            f"could ever have it (Django refuses such a Host header before any middleware)."
-        )
     if host in seen:
         raise ImproperlyConfigured(
             f"SCHEMATA_DOMAINS[{domain!r}]: same host as {seen[host]!r} once lower-cased "
             f"and stripped of port and trailing dot ({host!r}). List each host once."
         )
     return host
+
+
+def domain_problem(domain: str) -> str | None:
+    """Say why no request could have the host ``domain``, or return ``None`` when one can."""
+    if any(c.isspace() or c in "/@" for c in domain.strip()):
+        return "a domain is a host name such as 'alpha.example.com'."
+    host = normalize_host(domain)
+    if HOST_RE.fullmatch(host):
+        return None
+    if not host.isascii():
+        try:
+            ascii_form = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            ascii_form = None
+        if ascii_form:
+            return f"browsers send this host as {ascii_form!r} (its IDNA form); list that instead."
+    return (
+        f"{host!r} is not a valid host name, so no request could ever have it (Django "
+        f"refuses such a Host header before any middleware)."
+    )
 
 
 def _check_entry(domain: str, entry: object) -> str:

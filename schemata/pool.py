@@ -8,9 +8,10 @@ connects and gives it back when Django closes it (and at the end of every reques
 A connection is handed out, in order of preference:
 
 1. idle and already on the wanted schema: no statement at all;
-2. newly opened, while the pool is under its cap, with the search path in its startup options
-   and verified once: the pool fills up to ``max_size`` connections, each left on the schema it
-   last served, like a cache of the busiest schemas;
+2. newly opened, while the pool is under its cap, and set on the path and verified with the
+   same statement as a move (a path in the libpq ``options`` startup parameter would be refused
+   or dropped by PgBouncer before 1.20): the pool fills up to ``max_size`` connections, each
+   left on the schema it last served, like a cache of the busiest schemas;
 3. idle on another schema, the least recently used: moved with one round trip that sets the
    search path and reads ``current_schemas()`` back to verify it, only ever between
    transactions (a rollback cannot undo a session setting made outside one).
@@ -93,11 +94,13 @@ class SchemaPool:
         application_name: str,
         reclaim: Callable[[], object],
         health_check: bool = False,
+        path_on_open: bool = True,
     ) -> Connection[Any]:
         """Hand out a connection on ``path`` (``key``: database and path), verified; wait up
         to the timeout. ``reclaim`` is called once, at the cap, before waiting."""
         deadline = time.monotonic() + self.timeout
         reclaimed = False
+        set_path = [path, application_name] if path_on_open else None
         while True:
             with self._cond:
                 kept = self._take(key)
@@ -153,10 +156,11 @@ class SchemaPool:
                 if moved is not None:
                     return moved
             else:
-                return self._open(open_new, verify)
+                return self._open(open_new, verify, set_path)
 
     def _take(self, key: str) -> Connection[Any] | None:
-        for ident in reversed(self._idle):  # most recently given back first
+        # A copy: a dead connection found on the way is dropped from the dict.
+        for ident in list(reversed(self._idle)):  # most recently given back first
             idle = self._idle[ident]
             if idle.key != key:
                 continue
@@ -197,6 +201,7 @@ class SchemaPool:
         self,
         open_new: Callable[[], Connection[Any]],
         verify: Callable[[Connection[Any], list[str]], None],
+        set_path: list[str] | None,
     ) -> Connection[Any]:
         try:
             connection = open_new()
@@ -211,7 +216,10 @@ class SchemaPool:
             self._in_use[id(connection)] = connection
             self.stats.opened += 1
         try:
-            row = connection.execute("SELECT current_schemas(false)").fetchone()
+            if set_path is None:  # the path came with the connection (its startup options)
+                row = connection.execute("SELECT current_schemas(false)").fetchone()
+            else:  # set now: no startup parameter that a pooler in between could refuse
+                row = connection.execute(MOVE_SQL, set_path).fetchone()
             verify(connection, row[0] if row else [])
         except BaseException:
             with self._cond:

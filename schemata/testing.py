@@ -173,8 +173,7 @@ def _share(alias: str) -> bool:
         with base.connection.cursor() as cursor:
             path = cursor.execute("SHOW search_path").fetchone()[0]
         base.execute_wrappers.append(_OnPath(path, None))
-    options = conn.settings_dict["OPTIONS"]["options"]
-    conn.execute_wrappers.append(_OnPath(options.rpartition("search_path=")[2], alias))
+    conn.execute_wrappers.append(_OnPath(conn._schemata_path, alias))  # type: ignore[attr-defined]
     conn.connection = base.connection
     conn.autocommit = False  # Atomic then nests in the base's transaction with a savepoint
     return True

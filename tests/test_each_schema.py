@@ -81,17 +81,6 @@ def test_an_interactive_shell_reads_this_terminal(tmp_path: Path) -> None:
     assert "in beta" in result.stdout, result.stderr
 
 
-def test_dbshell_opens_psql_on_the_schemas_path() -> None:
-    settings = connections["beta"].settings_dict
-    client = connections["beta"].client
-
-    _, env = client.settings_to_cmd_args_env(settings, [])
-
-    assert env is not None
-    assert env["PGOPTIONS"] == "-c search_path=beta"
-    assert env["PGAPPNAME"] == "schemata:beta"
-
-
 def test_psql_through_dbshell_resolves_the_schema(tmp_path: Path) -> None:
     env = {
         **os.environ,

@@ -272,12 +272,6 @@ def test_server_connections_per_worker_never_exceed_the_pool_cap(
     assert max(peaks.values()) <= MAX_SIZE + 1, peaks
 
 
-@pytest.mark.xfail(
-    reason="SchemaPool._take deletes from the idle OrderedDict while iterating it: the first "
-    "terminated connection it drops raises 'OrderedDict mutated during iteration' (a 500)",
-    raises=AssertionError,
-    strict=True,
-)
 def test_connections_left_idle_on_their_schema_across_a_restart_are_not_handed_out(
     site: Site, server: PostgresServer
 ) -> None:

@@ -342,33 +342,37 @@ class TestSessionMode:
 
 
 @pytest.mark.django_db(transaction=True)
-class TestOptionsParameter:
-    """PgBouncer before 1.20 and the libpq options that carry a schema alias's path."""
+class TestOneDatabaseInSessionMode:
+    """Every schema through one PgBouncer database: the pool moves connections itself."""
 
-    def test_without_ignoring_it_the_connection_is_refused_with_pgbouncers_words(
-        self, pgbouncer: Start
+    def test_schemas_share_server_connections_moved_by_the_pool(
+        self, pgbouncer: Start, marked: tuple[str, ...]
     ) -> None:
         server = pgbouncer(section(), real_database()["USER"])
 
-        with through(server), pytest.raises(OperationalError) as excinfo:
+        with through(server, SCHEMATA_POOL={"max_size": 2, "timeout": 5}):
+            errors = serve_concurrently(marked, 20)
+            titles = titles_per_host(marked)
+            stats, size = pool().stats, pool().size
+
+        assert errors == []
+        assert titles == [[name] for name in marked]
+        assert stats.moved > 0
+        assert size <= 2
+
+    def test_a_path_in_the_startup_options_is_refused_with_pgbouncers_words(
+        self, pgbouncer: Start
+    ) -> None:
+        # What a schema alias sent before: PgBouncer 1.18 refuses any libpq options.
+        server = pgbouncer(section(), real_database()["USER"])
+        base = {**real_database(), "OPTIONS": {"options": "-c search_path=alpha"}}
+        databases = expand_databases({"default": server.database(base)}, settings.SCHEMATA_DOMAINS)
+
+        with override_settings(DATABASES=databases), pytest.raises(OperationalError) as excinfo:
             titles_per_host(("alpha",))
+        connections.close_all()
 
         assert str(excinfo.value) == (
             f'connection failed: connection to server on socket "{server.socket_dir}/'
             f'.s.PGSQL.6432" failed: FATAL:  unsupported startup parameter: options'
-        )
-
-    def test_ignored_it_drops_the_path_and_the_connection_is_refused(
-        self, pgbouncer: Start
-    ) -> None:
-        server = pgbouncer(section(), real_database()["USER"], ignore_startup_parameters="options")
-
-        with through(server), pytest.raises(SchemaUnavailable) as excinfo:
-            titles_per_host(("alpha",))
-
-        name = real_database()["NAME"]
-        assert str(excinfo.value) == (
-            f"The schema 'alpha' (database alias 'alpha') does not exist in database "
-            f"{name!r} or its role may not use it (current_schema() is 'public'). Create it "
-            f"with 'python manage.py manage_schemata', or grant USAGE on it."
         )

@@ -219,11 +219,10 @@ class TestSharedChecks:
 
     @override_settings(SCHEMATA_SHARED_APPS=SHARED, SCHEMATA_EXTENSION_SCHEMAS=["extensions"])
     def test_extension_schemas_follow_public_on_every_schema_path(self) -> None:
-        settings = connections.settings["alpha"]
+        databases = connections.settings
 
         assert (
-            settings["OPTIONS"]["options"]
-            == "-c search_path=alpha,schemata_guard,public,extensions"
+            databases.search_path("alpha") == "alpha,schemata_guard,public,extensions"
         )
 
 
