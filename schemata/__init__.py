@@ -25,6 +25,7 @@ from schemata.state import (
 
 if TYPE_CHECKING:  # imported lazily below: a settings module must not load django.db
     from schemata.cloning import clone_schema
+    from schemata.tenants import add_domain, create_tenant, delete_tenant, remove_domain
     from schemata.transaction import atomic, get_connection, on_commit
 
 __all__ = [
@@ -36,9 +37,12 @@ __all__ = [
     "TransactionMismatch",
     "UnknownSchema",
     "activate",
+    "add_domain",
     "atomic",
     "clone_schema",
+    "create_tenant",
     "deactivate",
+    "delete_tenant",
     "expand_databases",
     "get_connection",
     "get_current_schema",
@@ -46,6 +50,7 @@ __all__ = [
     "keep_schema",
     "on_commit",
     "override",
+    "remove_domain",
     "reset",
 ]
 
@@ -60,4 +65,8 @@ def __getattr__(name: str) -> object:
         from schemata.cloning import clone_schema
 
         return clone_schema
+    if name in {"add_domain", "create_tenant", "delete_tenant", "remove_domain"}:
+        from schemata import tenants
+
+        return getattr(tenants, name)
     raise AttributeError(f"module 'schemata' has no attribute {name!r}")

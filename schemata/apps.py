@@ -9,6 +9,8 @@ from django.test.signals import setting_changed
 class SchemataConfig(AppConfig):
     name = "schemata"
     verbose_name = "Schemata"
+    # The migrations of the run-time tenants' tables must not follow the project's setting.
+    default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
         from schemata import checks  # noqa: F401  (registers the system checks)
@@ -19,9 +21,11 @@ class SchemataConfig(AppConfig):
             release_idle_connections,
         )
         from schemata.guard import rebuild_after_migrate
+        from schemata.registry import forget_on_setting_change
 
         check_django()
         install()
         request_finished.connect(release_idle_connections, dispatch_uid="schemata.release")
         setting_changed.connect(discard_on_setting_change, dispatch_uid="schemata.settings")
+        setting_changed.connect(forget_on_setting_change, dispatch_uid="schemata.registry")
         post_migrate.connect(rebuild_after_migrate, sender=self, dispatch_uid="schemata.guard")

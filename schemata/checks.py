@@ -277,3 +277,24 @@ def _class_of(path: str) -> type | None:
     except ImportError:
         return None  # Django reports it when authenticating
     return found if isinstance(found, type) else None
+
+
+@register(Tags.database)
+def check_runtime_tenants(
+    app_configs: Sequence[AppConfig] | None = None,
+    databases: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    if "default" not in (databases or ()) or not conf.RUNTIME_TENANTS:
+        return []
+    from schemata.registry import problems
+
+    hints = {
+        "E015": "A name or domain is declared once: remove it from the settings, or delete the "
+        "tenant ('manage.py tenants remove NAME') or its domain.",
+        "E016": "Register tenants and domains with schemata.create_tenant() and add_domain() "
+        "(or 'manage.py tenants'), which validate them; fix or delete this one.",
+    }
+    return [
+        Error(message, hint=hints[code], id=f"schemata.{code}") for code, message in problems()
+    ]

@@ -45,8 +45,11 @@ class Settings:
 
     @property
     def SHARED_APPS(self) -> frozenset[str]:
-        """App labels whose tables live in ``public`` only."""
-        return frozenset(getattr(settings, "SCHEMATA_SHARED_APPS", ()))
+        """App labels whose tables live in ``public`` only (with any, ``schemata``'s own)."""
+        shared = frozenset(getattr(settings, "SCHEMATA_SHARED_APPS", ()))
+        # The run-time tenants' tables are in public whatever the user lists: with shared
+        # apps, that keeps them out of the guard schema and of the public leftovers.
+        return shared | {"schemata"} if shared else shared
 
     @property
     def EXTENSION_SCHEMAS(self) -> tuple[str, ...]:
@@ -80,6 +83,32 @@ class Settings:
         """``SCHEMATA_SCHEMA_DATABASE``: a database name per schema (a PgBouncer database
         whose ``connect_query`` sets the path), e.g. ``"app_{schema}"``; ``None``: the base's."""
         return getattr(settings, "SCHEMATA_SCHEMA_DATABASE", None)
+
+    @property
+    def RUNTIME_TENANTS(self) -> bool:
+        """``SCHEMATA_RUNTIME_TENANTS``: also serve the tenants registered in the database
+        (``schemata.create_tenant()``); off, only ``SCHEMATA_DOMAINS`` is read, as before."""
+        return bool(getattr(settings, "SCHEMATA_RUNTIME_TENANTS", False))
+
+    @property
+    def TENANT_REFRESH(self) -> float:
+        """``SCHEMATA_TENANT_REFRESH``: seconds a process may serve run-time tenants from
+        memory before it checks the database for changes (removals reach it within that)."""
+        value = float(getattr(settings, "SCHEMATA_TENANT_REFRESH", 2.0))
+        if value < 0:
+            raise ImproperlyConfigured("SCHEMATA_TENANT_REFRESH must be at least 0 (seconds).")
+        return value
+
+    @property
+    def TENANT_MISS_RATE(self) -> float:
+        """``SCHEMATA_TENANT_MISS_RATE``: queries per second a process may make to look for
+        unknown hosts and names among run-time tenants; lookups in between miss at no cost."""
+        value = float(getattr(settings, "SCHEMATA_TENANT_MISS_RATE", 10.0))
+        if value <= 0:
+            raise ImproperlyConfigured(
+                "SCHEMATA_TENANT_MISS_RATE must be more than 0 (queries per second)."
+            )
+        return value
 
     @property
     def ATOMIC_GUARD(self) -> bool:

@@ -12,6 +12,7 @@ from django.http.response import HttpResponseBase, StreamingHttpResponse
 
 from schemata.conf import conf
 from schemata.databases import Schema, normalize_host
+from schemata.registry import registry
 from schemata.state import _current, get_schema
 
 _END = object()
@@ -90,6 +91,9 @@ def schema_for_request(request: HttpRequest) -> Schema:
     host = normalize_host(request.get_host())
     databases = conf.databases
     schema = databases.domains.get(host)
+    if schema is None:
+        # Settings' hosts never get here: they cost no SQL, ever.
+        schema = registry.schema_for_host(host)
     if schema is None:
         fallback = conf.FALLBACK_SCHEMA
         if fallback is None:

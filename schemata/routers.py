@@ -7,6 +7,7 @@ from typing import Any
 from django.db import models
 
 from schemata.conf import conf
+from schemata.databases import DEFAULT_BASE
 from schemata.exceptions import NoActiveSchema
 from schemata.state import get_current_schema
 
@@ -15,6 +16,8 @@ class SchemataRouter:
     """Route reads and writes to the active schema; an instance's own database wins."""
 
     def _route(self, model: type[models.Model], hints: dict[str, Any]) -> str | None:
+        if model._meta.app_label == "schemata":
+            return DEFAULT_BASE  # the registry of run-time tenants is in public, only
         # Django consults instance._state.db only when every router returns None; answering
         # from the context first would save an object loaded in schema A into schema B.
         instance = hints.get("instance")
@@ -48,6 +51,8 @@ class SchemataRouter:
     def allow_migrate(
         self, db: str, app_label: str, model_name: str | None = None, **hints: Any
     ) -> bool | None:
+        if app_label == "schemata":
+            return db == DEFAULT_BASE
         shared = conf.SHARED_APPS
         if not shared:
             return None  # every app in every schema and in the base database

@@ -24,7 +24,8 @@ def get_schema(name: str | Schema) -> Schema:
     """Return the ``Schema`` called ``name``; raise ``UnknownSchema`` if no domain names it."""
     if isinstance(name, Schema):
         return name
-    schema = conf.databases.schemas.get(name)
+    # A run-time tenant removed by another process is unknown here within the refresh bound.
+    schema = conf.databases.schemas.find(name)
     if schema is None:
         raise UnknownSchema(f"No domain in SCHEMATA_DOMAINS uses the schema {name!r}.")
     return schema
