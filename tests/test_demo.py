@@ -98,14 +98,20 @@ def demo_env(media_root: str) -> Iterator[dict[str, str]]:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         out = manage(env, "manage_schemata")
-        assert out.splitlines() == ["alpha: created", "beta: created", "gamma: created"]
+        assert out.splitlines() == [
+            "alpha: created",
+            "beta: created",
+            "gamma: created",
+            "template: created",
+        ]
         manage(env, "migrate", "--noinput")
         out = manage(env, "migrate_schemata", "--parallel", "2", "--noinput")
-        assert "Summary: 3 applied." in out
+        assert "Summary: 4 applied." in out
         out = manage(env, "seed_demo")
         for tenant in TENANTS:
             assert f"[{tenant}] seeded {SEEDED} notes" in out
         assert out.count("created the shared announcement") == 1, out
+        assert "[template] the template of new tenants, left empty" in out
         # Seeding again leaves every schema alone.
         out = manage(env, "each_schema", "seed_demo")
         assert out.count("has notes already, not seeded") == 3, out
@@ -323,7 +329,6 @@ def test_writes_need_post_and_a_csrf_token(port: int) -> None:
 def test_unknown_hosts(port: int) -> None:
     # Allowed by ALLOWED_HOSTS (".localhost") but named by no domain: 404.
     assert Client(port, "nope.localhost").get().status == 404
-    assert Client(port, "localhost").get().status == 404
     # Not allowed at all: Django's 400, before any schema is looked up.
     assert Client(port, "evil.example").get().status == 400
 
@@ -392,3 +397,41 @@ def test_deleting_a_note_deletes_its_attachment(port: int) -> None:
     _delete(alpha, pk)
 
     assert alpha.get(url).status == 404
+
+
+def test_the_sign_up_page_lists_the_tenants(port: int) -> None:
+    page = Client(port, "localhost").get()
+
+    assert page.status == 200
+    for tenant in TENANTS:
+        assert f'<a href="//{tenant}.localhost:{port}/">{tenant}.localhost</a>' in page.text
+    assert "template.localhost" not in page.text
+
+
+def test_signing_up_serves_a_new_tenant_at_once(port: int) -> None:
+    signup = Client(port, "localhost")
+    name = f"acme{random.randrange(10**6)}"
+
+    created = signup.post("/", {"name": name, "csrfmiddlewaretoken": signup.get().csrf_token()})
+    location = urllib.parse.urlsplit(created.headers["Location"])
+    board = Client(port, location.netloc.split(":")[0]).get(f"/?{location.query}")
+
+    assert created.status == 302, created.text
+    assert (location.netloc, location.path) == (f"{name}.localhost:{port}", "/")
+    assert board.status == 200, board.text
+    assert f'<dd id="schema">{name}</dd>' in board.text
+    assert re.search(
+        rf"Your tenant is ready: schema {name} was cloned from the template in \d+ ms", board.text
+    )
+    assert board.notes() == {}
+    assert f">{name}.localhost</a>" in signup.get().text
+    assert f">{name}.localhost</a>" in Client(port, "alpha.localhost").get().text
+
+
+def test_signing_up_refuses_a_taken_name(port: int) -> None:
+    signup = Client(port, "localhost")
+
+    refused = signup.post("/", {"name": "alpha", "csrfmiddlewaretoken": signup.get().csrf_token()})
+
+    assert refused.status == 400
+    assert "SCHEMATA_DOMAINS already has the schema" in html.unescape(refused.text)

@@ -72,7 +72,11 @@ SCHEMATA_DOMAINS = {
     "alpha.localhost": {"schema_name": "alpha", "plan": "pro", "colour": "#2b6cb0"},
     "beta.localhost": {"schema_name": "beta", "plan": "free", "colour": "#2f855a"},
     "gamma.localhost": {"schema_name": "gamma", "plan": "enterprise", "colour": "#9b2c2c"},
+    # The sign-up page; its schema, migrated but never given data, is what new tenants copy.
+    "localhost": {"schema_name": "template", "colour": "#2d3748"},
 }
+# Tenants signed up on http://localhost:8000/ live in the database, beside the ones above.
+SCHEMATA_RUNTIME_TENANTS = True
 # Tables in public, shared by every tenant; every other app has its tables in each schema
 # (users and sessions too: each tenant has its own admin accounts, and a login is bound to it).
 SCHEMATA_SHARED_APPS = ["announcements"]

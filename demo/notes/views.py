@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from announcements.models import Announcement
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -11,10 +10,13 @@ from django.views.decorators.http import require_POST
 import schemata
 from notes.forms import NoteForm
 from notes.models import Note, Tag
+from notes.signup import TEMPLATE, signup, tenant_links
 
 
 def board(request: HttpRequest) -> HttpResponse:
-    """The tenant's notes, and a form to add one."""
+    """The tenant's notes, and a form to add one; on the template's host, the sign-up page."""
+    if request.schema.name == TEMPLATE:  # type: ignore[attr-defined]
+        return signup(request)
     form = NoteForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         with schemata.atomic():  # the note, its tags and their links: all or nothing
@@ -24,11 +26,6 @@ def board(request: HttpRequest) -> HttpResponse:
             )
         messages.success(request, f"Added {note.title!r}.")
         return redirect(f"{reverse('board')}#note-{note.pk}")
-    port = request.get_port()
-    tenants = [
-        (domain, f"//{domain}:{port}/" if port not in ("80", "443") else f"//{domain}/")
-        for domain in settings.SCHEMATA_DOMAINS
-    ]
     return render(
         request,
         "notes/board.html",
@@ -38,7 +35,9 @@ def board(request: HttpRequest) -> HttpResponse:
             # A shared model: read from public through the tenant's own connection.
             "announcements": Announcement.objects.all()[:3],
             "form": form,
-            "tenants": tenants,
+            "tenants": tenant_links(request),
+            # Set by the sign-up page's redirect: milliseconds it took to create the tenant.
+            "ready": request.GET.get("ready"),
         },
     )
 

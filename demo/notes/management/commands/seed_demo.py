@@ -11,6 +11,7 @@ from factory.random import reseed_random
 import schemata
 from notes.factories import NoteFactory
 from notes.models import Note
+from notes.signup import TEMPLATE
 
 NOTES_PER_SCHEMA = 5
 
@@ -32,6 +33,9 @@ class Command(BaseCommand):
                 self.seed(name, prefix=f"[{name}] ")
 
     def seed(self, name: str, prefix: str) -> None:
+        if name == TEMPLATE:  # new tenants copy it, rows included: it stays empty
+            self.stdout.write(f"{prefix}the template of new tenants, left empty")
+            return
         user_model = get_user_model()
         if not user_model.objects.filter(username="admin").exists():
             user_model.objects.create_superuser("admin", f"admin@{name}.localhost", "admin")
