@@ -44,8 +44,11 @@ WARMUP_BUDGET_S = 4.0
 LABELS = {
     "plain": "plain Django",
     "schemata": "django-schemata",
+    "runtime": "django-schemata, run-time tenants on",
     "naive": "naive eager aliases",
 }
+#: The tenant created while the "runtime" configuration serves, for its first request.
+NEW_HOST = "new.example.com"
 
 
 def base_settings(name: str | None = None) -> dict[str, Any]:
@@ -79,7 +82,7 @@ def django_settings(kind: str, n: int, base: dict[str, Any]) -> dict[str, Any]:
             "MIDDLEWARE": [],
             "DATABASES": {"default": base},
         }
-    if kind == "schemata":
+    if kind in ("schemata", "runtime"):
         from schemata import expand_databases
 
         return {
@@ -89,6 +92,8 @@ def django_settings(kind: str, n: int, base: dict[str, Any]) -> dict[str, Any]:
             "DATABASE_ROUTERS": ["schemata.routers.SchemataRouter"],
             "SCHEMATA_DOMAINS": domains(n),
             "DATABASES": expand_databases({"default": base}, domains(n)),
+            # The timed host is a settings tenant: it must cost what it costs without them.
+            "SCHEMATA_RUNTIME_TENANTS": kind == "runtime",
         }
     if kind == "naive":
         databases = {"default": base}
@@ -122,11 +127,41 @@ def create_table(kind: str) -> None:
     with connections[alias].schema_editor() as editor:
         editor.create_model(Item)
     Item.objects.using(alias).bulk_create(Item(name=f"item {i}") for i in range(ROWS))
+    if kind == "runtime":
+        from django.core.management import call_command
+
+        from django.db.migrations.recorder import MigrationRecorder
+
+        call_command("migrate", "schemata", verbosity=0)  # the run-time tenants' tables
+        MigrationRecorder(connections[SCHEMA]).ensure_schema()  # a template for clones
     # Requests open their own connections, as they would in a fresh worker.
     connections.close_all()
 
 
-def request_runner() -> Callable[[], None]:
+def first_request_of_a_new_tenant() -> dict[str, float]:
+    """Create a tenant (a clone of the timed one) as another process would, then time the
+    first request for its host: a revision read, a reload of the tenants, a first query."""
+    import schemata
+    from schemata.registry import registry
+
+    # This process's copy as it was before: the creation is someone else's.
+    registry.sync()
+    before = registry._snapshot
+    start = time.perf_counter()
+    schemata.create_tenant(NEW_HOST, "new", template=SCHEMA)
+    created = time.perf_counter() - start
+    registry._snapshot, registry._checked = before, time.monotonic() - 1
+    checks, loads = registry.stats.checks, registry.stats.loads
+    run = request_runner(NEW_HOST)
+    start = time.perf_counter()
+    run()
+    first = time.perf_counter() - start
+    second = timed(run, 1)
+    assert (registry.stats.checks - checks, registry.stats.loads - loads) == (1, 1)
+    return {"create_ms": created * 1e3, "first_us": first * 1e6, "second_us": second * 1e6}
+
+
+def request_runner(host: str = HOST) -> Callable[[], None]:
     from django.core.handlers.wsgi import WSGIHandler
 
     handler = WSGIHandler()
@@ -135,10 +170,10 @@ def request_runner() -> Callable[[], None]:
         "PATH_INFO": "/",
         "SCRIPT_NAME": "",
         "QUERY_STRING": "",
-        "SERVER_NAME": HOST,
+        "SERVER_NAME": host,
         "SERVER_PORT": "80",
         "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": HOST,
+        "HTTP_HOST": host,
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
         "wsgi.errors": sys.stderr,
@@ -193,7 +228,8 @@ def child_main(kind: str, n: int, database: str, requests: int, warmup: int) -> 
         done += 10
     per_request = timed(run, 10) / 10
     count = max(50, min(requests, int(REP_BUDGET_S / per_request)))
-    print(json.dumps({"requests": count}), flush=True)
+    new_tenant = first_request_of_a_new_tenant() if kind == "runtime" else {}
+    print(json.dumps({"requests": count, **new_tenant}), flush=True)
 
     for _ in sys.stdin:
         # The other configurations ran meanwhile: bring caches back before timing.
@@ -217,7 +253,8 @@ class Child:
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         try:
-            self.requests: int = self._read()["requests"]
+            self.started = self._read()
+            self.requests: int = self.started["requests"]
         except BaseException:
             self.close()
             raise
@@ -271,7 +308,7 @@ def parent(args: argparse.Namespace) -> None:
     settings.configure(DATABASES={"default": base_settings()})
     django.setup()
     configs = [("plain", 0)]
-    configs += [(kind, n) for kind in ("schemata", "naive") for n in args.sizes]
+    configs += [(kind, n) for kind in ("schemata", "runtime", "naive") for n in args.sizes]
 
     print(
         f"Python {platform.python_version()}, Django {django.get_version()}, "
@@ -314,6 +351,21 @@ def parent(args: argparse.Namespace) -> None:
                 f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.0f}x",
             ]
         )
+    print("\n".join(markdown_table(table)))
+    print("\nA tenant created while serving (create_tenant, a clone), then its first request")
+    print("in a process that had not seen it (revision read, reload, first connection):\n")
+    table = [["N", "create_tenant", "first request", "second request"]]
+    for child in children:
+        if child.kind == "runtime":
+            started = child.started
+            table.append(
+                [
+                    f"{child.n:,}",
+                    f"{started['create_ms']:,.0f} ms",
+                    f"{started['first_us']:,.0f} us",
+                    f"{started['second_us']:,.0f} us",
+                ]
+            )
     print("\n".join(markdown_table(table)))
 
 
