@@ -121,6 +121,10 @@ class Layer:
             call_command("flush", database=alias, interactive=False, verbosity=0)
         for cascade in reversed(self.cascades):
             cascade.__exit__(None, None, None)
+        # Tenants a test registered at run time are gone with its transaction or flush.
+        from schemata.registry import registry
+
+        registry.clear()
 
 
 _layers: list[Layer] = []

@@ -9,6 +9,7 @@ from schemata.cloning import clone_schema
 from schemata.conf import conf
 from schemata.databases import application_name
 from schemata.exceptions import SchemataError
+from schemata.registry import all_schemas
 from schemata.schemas import (
     create_schema,
     existing_schemas,
@@ -60,7 +61,7 @@ class Command(BaseCommand):
         if drop is not None:
             self.drop(drop, dry_run=dry_run, interactive=interactive)
             return
-        schemas = conf.databases.schemas
+        schemas = all_schemas()
         present = existing_schemas()
         for name in schemas:
             if name in present:
@@ -88,10 +89,15 @@ class Command(BaseCommand):
                 )
 
     def drop(self, name: str, *, dry_run: bool, interactive: bool) -> None:
-        if name in conf.databases.schemas:
+        if dict.__contains__(conf.databases.schemas, name):
             raise CommandError(
                 f"Refusing to drop {name!r}: SCHEMATA_DOMAINS still names it. Remove its "
                 f"domains from the settings first."
+            )
+        if name in conf.databases.schemas:
+            raise CommandError(
+                f"Refusing to drop {name!r}: it is a tenant registered at run time. Remove it "
+                f"with 'manage.py tenants remove {name}'."
             )
         if name not in existing_schemas():
             raise CommandError(f"There is no schema {name!r} to drop.")

@@ -5,8 +5,8 @@ from typing import Any
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from schemata.conf import conf
 from schemata.moving import PUBLIC, MoveRefused, move_apps
+from schemata.registry import all_schemas
 
 
 class Command(BaseCommand):
@@ -44,7 +44,7 @@ class Command(BaseCommand):
                 apps.get_app_config(label)
             except LookupError as exc:
                 raise CommandError(str(exc)) from exc
-        known = {PUBLIC, *conf.databases.schemas}
+        known = {PUBLIC, *all_schemas()}
         for name in (source, target):
             if name not in known:
                 raise CommandError(

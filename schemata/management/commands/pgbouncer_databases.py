@@ -8,6 +8,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from schemata.conf import conf
 from schemata.databases import search_path_of
+from schemata.registry import all_schemas
 
 #: Database names PgBouncer's ini parser takes as they are.
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -75,7 +76,7 @@ class Command(BaseCommand):
         base = dict.__getitem__(databases, database)
         target = _server(base, host, port)
         entries = {str(base["NAME"]): target}
-        for schema in databases.schemas.values():
+        for schema in all_schemas().values():
             if schema.base != database:
                 continue
             name = _entry_name(template, schema.name)
