@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import cache
 from io import StringIO
 from typing import Any
 
@@ -11,9 +12,12 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.loader import MigrationLoader
 from django.db.models.signals import post_migrate
 
+from schemata.conf import conf
 from schemata.connections import release_idle_connections
+from schemata.marker import APP, digest, is_marker, write_marker
 from schemata.runner import FAILED, Outcome
 from schemata.state import override
+from schemata.statecache import reusing_states
 
 Key = tuple[str, str]
 
@@ -25,7 +29,9 @@ BATCH = 500
 
 
 def migrate_schema(schema: str, options: dict[str, Any]) -> Outcome:
-    """Run ``migrate`` on ``schema``'s alias with the schema active (``RunPython`` included)."""
+    """Run ``migrate`` on ``schema``'s alias with the schema active (``RunPython`` included),
+    then mark the schema as migrated: ``post_migrate`` has run by the time ``migrate`` returns.
+    """
     plans: list[Any] = []
 
     alias = DEFAULT_DB_ALIAS if schema == PUBLIC else schema
@@ -34,12 +40,19 @@ def migrate_schema(schema: str, options: dict[str, Any]) -> Outcome:
         if using == alias:
             plans.append(plan)
 
+    read_only = bool(options.get("plan") or options.get("check_unapplied"))
+
+    def mark() -> None:
+        if not read_only:
+            write_marker(alias, disk_marker())
+
     post_migrate.connect(capture, weak=False, dispatch_uid=f"schemata.capture.{schema}")
     try:
-        if schema == PUBLIC:
-            outcome = _call(PUBLIC, "migrate", [], options, alias=DEFAULT_DB_ALIAS)
-        else:
-            outcome = _call(schema, "migrate", [], {**options, "database": schema})
+        with reusing_states():
+            if schema == PUBLIC:
+                outcome = _call(PUBLIC, "migrate", [], options, alias=DEFAULT_DB_ALIAS, then=mark)
+            else:
+                outcome = _call(schema, "migrate", [], {**options, "database": schema}, then=mark)
     finally:
         post_migrate.disconnect(dispatch_uid=f"schemata.capture.{schema}")
     if outcome.status == FAILED:
@@ -47,6 +60,24 @@ def migrate_schema(schema: str, options: dict[str, Any]) -> Outcome:
     if options.get("plan"):
         return outcome
     return Outcome(schema, "applied" if any(plans) else "up to date", outcome.lines)
+
+
+def finished_schemas(schemas: list[str], options: dict[str, Any]) -> set[str]:
+    """Those of ``schemas`` that a ``migrate_schema`` run with ``options`` left complete."""
+    if options.get("plan") or options.get("check_unapplied") or options.get("app_label"):
+        return set()  # nothing to tell a finished run by
+    done: set[str] = set()
+    for base in {conf.databases.schemas[name].base for name in schemas if name != PUBLIC}:
+        done |= up_to_date_schemas([n for n in schemas if n != PUBLIC], using=base)
+    if PUBLIC in schemas:
+        done |= up_to_date_schemas([PUBLIC])
+    return done
+
+
+@cache
+def disk_marker() -> str:
+    """The marker of a schema that has every migration on disk (and ran post_migrate)."""
+    return digest(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
 
 
 def show_migrations(schema: str, options: dict[str, Any]) -> Outcome:
@@ -63,13 +94,20 @@ def run_command(schema: str, options: dict[str, Any]) -> Outcome:
 
 
 def _call(
-    schema: str, name: str, args: list[str], kwargs: dict[str, Any], alias: str | None = None
+    schema: str,
+    name: str,
+    args: list[str],
+    kwargs: dict[str, Any],
+    alias: str | None = None,
+    then: Callable[[], None] = lambda: None,
 ) -> Outcome:
-    """Run a command with ``schema`` active, or on ``alias`` with no schema active."""
+    """Run a command with ``schema`` active, or on ``alias`` with no schema active; then
+    ``then()``, if it succeeded."""
     out, err = StringIO(), StringIO()
     try:
         with override(None if alias else schema):
             call_command(name, *args, stdout=out, stderr=err, **kwargs)
+            then()
     except SystemExit as exc:  # `migrate --check` exits 1 when migrations are unapplied
         if exc.code:
             return Outcome(schema, FAILED, _lines(out, err), "unapplied migrations")
@@ -88,15 +126,19 @@ def _lines(*streams: StringIO) -> tuple[str, ...]:
 
 
 def up_to_date_schemas(schemas: list[str], using: str = "default") -> set[str]:
-    """Return the schemas whose ``django_migrations`` already holds every migration on disk.
+    """Return the schemas whose ``django_migrations`` holds every migration on disk and the
+    marker that ``migrate`` finished there (``post_migrate`` included) with those migrations.
 
     Reads every schema's table in a few queries on ``using``, whatever the number of schemas,
     and decides batch by batch, so memory does not grow with it.
     """
     graph = MigrationLoader(None, ignore_no_migrations=True).graph
-    # Rows are matched against the graph's own keys: nothing else is kept.
+    marker = (APP, disk_marker())
+    # Rows are matched against the graph's own keys (and the marker): nothing else is kept.
     keys = {key: key for key in graph.nodes}
+    keys[marker] = marker
     needed = [(key, set(graph.nodes[key].replaces)) for key in graph.nodes]
+    needed.append((marker, set()))
     current = set()
     for batch in _applied_batches(schemas, using, keys):
         for schema, applied in batch.items():
@@ -109,10 +151,13 @@ def up_to_date_schemas(schemas: list[str], using: str = "default") -> set[str]:
 
 
 def applied_migrations(schemas: Iterable[str], using: str = "default") -> dict[str, set[Key]]:
-    """Map each schema that has a ``django_migrations`` table to the migrations it records."""
+    """Map each schema that has a ``django_migrations`` table to the migrations it records
+    (not counting the marker of ``migrate_schemata``)."""
     applied: dict[str, set[Key]] = {}
     for batch in _applied_batches(list(schemas), using):
-        applied.update(batch)
+        applied.update(
+            {name: {key for key in keys if not is_marker(key)} for name, keys in batch.items()}
+        )
     return applied
 
 

@@ -6,6 +6,7 @@ then runs many schemas' jobs, and a job only ever reports back picklable ``Outco
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -14,11 +15,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import import_module
+from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import Any
 
@@ -26,6 +26,8 @@ from django.conf import settings
 
 #: What a job returns: "applied", "up to date", "done" or "failed".
 FAILED = "failed"
+#: How often a worker checks that its parent is alive (seconds).
+WATCH_INTERVAL = 0.2
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,17 @@ def run_jobs(
     *,
     parallel: int = 1,
     failfast: bool = False,
+    finished: str | None = None,
     on_outcome: Callable[[Outcome, int, float], None] = lambda *args: None,
 ) -> Report:
     """Run the job at dotted path ``job`` as ``job(schema, options)`` for every schema.
 
     ``on_outcome(outcome, done, seconds_left)`` is called in this process as each schema
     finishes. SIGINT and SIGTERM stop the run at a schema boundary: jobs already running
-    finish, no new one starts, and the report says it was interrupted.
+    finish, no new one starts, and the report says it was interrupted. When a worker process
+    dies, its schema is looked up with ``finished(schemas, options)`` (a dotted path, returning
+    those of ``schemas`` the job completed) and failed only if not found complete; the other
+    workers finish theirs, and no new schema starts.
     """
     report = Report()
     started = time.monotonic()
@@ -92,56 +98,117 @@ def run_jobs(
                     break
                 record(func(schema, options))
         else:
-            _run_in_workers(job, schemas, options, parallel, should_stop, record)
+            with _Workers(min(parallel, len(schemas))) as workers:
+                workers.run(job, schemas, options, should_stop, record, finished)
         report.interrupted = stop_requested()
     return report
 
 
-def _run_in_workers(
-    job: str,
-    schemas: list[str],
-    options: dict[str, Any],
-    parallel: int,
-    should_stop: Callable[[], bool],
-    record: Callable[[Outcome], None],
-) -> None:
-    # Spawned, not forked: a fork would copy open connections and threads. Each worker is
-    # set up once and reused, and only `parallel` jobs are ever handed out at a time, so a
-    # stop request leaves nothing queued behind the running jobs.
-    names = {alias: config.get("NAME") for alias, config in dict.items(settings.DATABASES)}
-    pending = iter(schemas)
-    running: dict[Future[Outcome], str] = {}
-    with ProcessPoolExecutor(
-        max_workers=parallel,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(os.environ.get("DJANGO_SETTINGS_MODULE"), sys.path, names),
-    ) as pool:
-        broken = False
+class _Workers:
+    """Worker processes, each set up once and then given one schema at a time.
+
+    Spawned, not forked: a fork would copy open connections and threads. Only one job per
+    worker is ever handed out, so a stop request leaves nothing queued behind the running
+    jobs, and a worker that dies takes no schema but its own with it.
+    """
+
+    def __init__(self, count: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        names = {alias: config.get("NAME") for alias, config in dict.items(settings.DATABASES)}
+        setup = (os.environ.get("DJANGO_SETTINGS_MODULE"), sys.path, names, os.getpid())
+        self.processes: list[Any] = []
+        self.pipes: list[Connection] = []
+        for _ in range(count):
+            parent_end, child_end = context.Pipe()
+            process = context.Process(target=_worker_main, args=(child_end, *setup), daemon=True)
+            process.start()
+            child_end.close()
+            self.processes.append(process)
+            self.pipes.append(parent_end)
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(None)  # done: exit
+        deadline = time.monotonic() + (5 if exc_info[0] is None else 0)
+        for process in self.processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():  # interrupted at once: workers ignore SIGTERM and SIGINT
+                process.kill()
+                process.join()
+        for pipe in self.pipes:
+            pipe.close()
+
+    def run(
+        self,
+        job: str,
+        schemas: list[str],
+        options: dict[str, Any],
+        should_stop: Callable[[], bool],
+        record: Callable[[Outcome], None],
+        finished: str | None,
+    ) -> None:
+        pending = iter(schemas)
+        idle = list(range(len(self.processes)))
+        busy: dict[int, str] = {}
+        dead = False
         while True:
-            while len(running) < parallel and not (broken or should_stop()):
+            while idle and not (dead or should_stop()):
                 schema = next(pending, None)
                 if schema is None:
                     break
-                running[pool.submit(_run_job, job, schema, options)] = schema
-            if not running:
-                return
-            finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-            for future in finished:
-                schema = running.pop(future)
+                index = idle.pop()
                 try:
-                    record(future.result())
-                except BrokenProcessPool as exc:
-                    # A worker died (killed, out of memory): its schemas failed, and no new
-                    # one can start in this pool.
-                    broken = True
-                    record(Outcome(schema, FAILED, error=f"worker process died: {exc}"))
+                    self.pipes[index].send((job, schema, options))
+                except OSError:  # died while idle: this schema was not started
+                    dead = True
+                    break
+                busy[index] = schema
+            if not busy:
+                return
+            waitables: list[Any] = [self.pipes[i] for i in busy]
+            waitables += [self.processes[i].sentinel for i in busy]
+            ready = wait(waitables, timeout=0.5)
+            for index in [
+                i for i in busy if self.pipes[i] in ready or self.processes[i].sentinel in ready
+            ]:
+                schema = busy.pop(index)
+                try:
+                    outcome = self.pipes[index].recv()
+                except (EOFError, OSError):
+                    dead = True  # killed, out of memory: start no new schema
+                    outcome = self._died(index, schema, options, finished)
+                else:
+                    idle.append(index)
+                record(outcome)
+
+    def _died(
+        self, index: int, schema: str, options: dict[str, Any], finished: str | None
+    ) -> Outcome:
+        process = self.processes[index]
+        process.join()
+        code = process.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+        completed: Callable[..., set[str]] = _load(finished) if finished else lambda *a: set()
+        if schema in completed([schema], options):
+            return Outcome(schema, "applied", (f"the worker process died ({how}) after it",))
+        return Outcome(schema, FAILED, error=f"worker process died ({how}) while on it")
 
 
-def _init_worker(settings_module: str | None, path: list[str], names: dict[str, Any]) -> None:
+def _worker_main(
+    pipe: Connection,
+    settings_module: str | None,
+    path: list[str],
+    names: dict[str, Any],
+    parent: int,
+) -> None:
     # The parent handles Ctrl-C and SIGTERM for the whole run and lets running jobs finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     sys.path[:] = path
     if settings_module:
         os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
@@ -151,13 +218,30 @@ def _init_worker(settings_module: str | None, path: list[str], names: dict[str, 
     # Follow the parent's database names (the test runner renames them).
     for alias, name in names.items():
         dict.__getitem__(settings.DATABASES, alias)["NAME"] = name
+    while True:
+        try:
+            task = pipe.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        job, schema, options = task
+        try:
+            outcome = _load(job)(schema, options)
+        except Exception as exc:  # a job reports its own failures; this is a bug in one
+            outcome = Outcome(schema, FAILED, error=f"{type(exc).__name__}: {exc}")
+        pipe.send(outcome)
 
 
-def _run_job(job: str, schema: str, options: dict[str, Any]) -> Outcome:
-    return _load(job)(schema, options)
+def _watch_parent(parent: int) -> None:
+    """Exit as soon as the parent is gone (killed by any signal, kill -9 included): the
+    schema in progress is rolled back by the server, and a rerun finishes it."""
+    while os.getppid() == parent:
+        time.sleep(WATCH_INTERVAL)
+    os._exit(1)
 
 
-def _load(path: str) -> Callable[..., Outcome]:
+def _load(path: str) -> Callable[..., Any]:
     module, name = path.rsplit(".", 1)
     return getattr(import_module(module), name)  # type: ignore[no-any-return]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 from schemata.runner import Outcome
@@ -14,3 +16,37 @@ def echo(schema: str, options: dict[str, Any]) -> Outcome:
 
 def die(schema: str, options: dict[str, Any]) -> Outcome:
     os._exit(3)  # a worker killed in the middle of a schema
+
+
+def die_on_victim(schema: str, options: dict[str, Any]) -> Outcome:
+    """Kill this worker on the victim schema while another worker is busy with its own."""
+    started = Path(options["dir"])
+    if schema == options["victim"]:
+        deadline = time.monotonic() + 30
+        while not any(started.glob("*.started")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os._exit(3)
+    (started / f"{schema}.started").touch()
+    time.sleep(1)
+    return Outcome(schema, "done")
+
+
+def finish_then_die(schema: str, options: dict[str, Any]) -> Outcome:
+    """Complete the schema (a file says so), then die before reporting it."""
+    Path(options["dir"], schema).touch()
+    os._exit(3)
+
+
+def completed(schemas: list[str], options: dict[str, Any]) -> set[str]:
+    return {schema for schema in schemas if Path(options["dir"], schema).exists()}
+
+
+def sleep(schema: str, options: dict[str, Any]) -> Outcome:
+    """Say which process runs the schema, then take far longer than any test waits."""
+    Path(options["dir"], f"{schema}.pid").write_text(str(os.getpid()))
+    time.sleep(60)
+    return Outcome(schema, "done")
+
+
+def boom(schema: str, options: dict[str, Any]) -> Outcome:
+    raise RuntimeError(f"no outcome for {schema}")

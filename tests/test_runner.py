@@ -1,5 +1,12 @@
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 from schemata.runner import FAILED, Outcome, run_jobs
 
 
@@ -25,5 +32,80 @@ def test_a_dead_worker_fails_its_schemas_and_starts_no_more() -> None:
     assert report.counts == {FAILED: 2}  # the two running; the other two never started
     assert sorted(outcome.schema for outcome in report.failed) == ["t00", "t01"]
     assert all(
-        (outcome.error or "").startswith("worker process died:") for outcome in report.failed
+        outcome.error == "worker process died (exit 3) while on it" for outcome in report.failed
     )
+
+
+def test_a_dead_worker_fails_only_its_own_schema_while_the_other_finishes(
+    tmp_path: Path,
+) -> None:
+    report = run_jobs(
+        "tests.jobs.die_on_victim",
+        ["t00", "t01", "t02"],
+        {"victim": "t01", "dir": str(tmp_path)},
+        parallel=2,
+    )
+
+    assert [outcome.schema for outcome in report.failed] == ["t01"]
+    assert report.counts == {"done": 1, FAILED: 1}  # t00 finished; t02 never started
+
+
+def test_a_schema_the_dead_worker_had_completed_is_not_failed(tmp_path: Path) -> None:
+    report = run_jobs(
+        "tests.jobs.finish_then_die",
+        ["t00"],
+        {"dir": str(tmp_path)},
+        parallel=2,
+        finished="tests.jobs.completed",
+    )
+
+    assert report.counts == {"applied": 1}
+    assert report.failed == []
+
+
+def test_workers_exit_soon_after_their_parent_is_killed(tmp_path: Path) -> None:
+    script = (
+        "import django; django.setup()\n"
+        "from schemata.runner import run_jobs\n"
+        f"run_jobs('tests.jobs.sleep', ['t00', 't01'], {{'dir': {str(tmp_path)!r}}}, "
+        "parallel=2)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        pid_files = [tmp_path / "t00.pid", tmp_path / "t01.pid"]
+        deadline = time.monotonic() + 30
+        while not all(path.exists() and path.read_text() for path in pid_files):
+            assert time.monotonic() < deadline, "the workers never started their jobs"
+            time.sleep(0.05)
+        workers = [int(path.read_text()) for path in pid_files]
+
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 3
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        assert [pid for pid in workers if _alive(pid)] == []
+    finally:
+        parent.kill()
+        parent.wait()
+        for pid_file in tmp_path.glob("*.pid"):
+            if pid_file.read_text() and _alive(int(pid_file.read_text())):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not reaped by its new parent, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_a_job_that_raises_fails_its_schema_and_the_worker_goes_on() -> None:
+    report = run_jobs("tests.jobs.boom", ["t00", "t01", "t02"], {}, parallel=2)
+
+    assert report.counts == {FAILED: 3}
+    assert report.failed[0].error == f"RuntimeError: no outcome for {report.failed[0].schema}"

@@ -76,10 +76,12 @@ class SchemaCommand(BaseCommand):
         failfast: bool,
         verbosity: int,
         done: list[Outcome] | None = None,
+        finished: str | None = None,
     ) -> Report:
         """Run ``job`` for ``names``, print each schema's lines prefixed, then a summary.
 
-        ``done`` are outcomes known without running the job (schemas already up to date).
+        ``done`` are outcomes known without running the job (schemas already up to date);
+        ``finished`` tells which schemas a dead worker process had completed (see run_jobs).
         Raises ``CommandError`` listing every failed schema, or saying the run was interrupted.
         """
         if parallel < 1:
@@ -102,14 +104,20 @@ class SchemaCommand(BaseCommand):
                 )
 
         report = run_jobs(
-            job, names, options, parallel=parallel, failfast=failfast, on_outcome=show
+            job,
+            names,
+            options,
+            parallel=parallel,
+            failfast=failfast,
+            finished=finished,
+            on_outcome=show,
         )
         counts = known + report.counts
-        finished = sum(counts.values())
+        ended = sum(counts.values())
         if verbosity >= 1:
             parts = [f"{counts[status]} {status}" for status in sorted(counts)]
-            if finished < total:
-                parts.append(f"{total - finished} not started")
+            if ended < total:
+                parts.append(f"{total - ended} not started")
             self.stdout.write(f"Summary: {', '.join(parts) or 'no schema selected'}.")
         if report.failed:
             listing = "\n".join(f"  {o.schema}: {o.error}" for o in report.failed)
@@ -119,8 +127,7 @@ class SchemaCommand(BaseCommand):
             )
         if report.interrupted:
             raise CommandError(
-                f"Interrupted after {finished} of {total} schemas; run the command again "
-                f"to finish.",
+                f"Interrupted after {ended} of {total} schemas; run the command again to finish.",
                 returncode=130,
             )
         return report

@@ -1,19 +1,23 @@
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
+from django.apps import apps
 from django.core.management.base import CommandError, CommandParser
 from django.core.management.commands.migrate import Command as MigrateCommand
 from django.db import DEFAULT_DB_ALIAS
+from django.db.migrations.loader import MigrationLoader
 
 from schemata.conf import conf
 from schemata.guard import build_guard
 from schemata.management.base import SchemaCommand
-from schemata.migrator import PUBLIC, migrate_schema, up_to_date_schemas
+from schemata.migrator import PUBLIC, applied_migrations, migrate_schema, up_to_date_schemas
 from schemata.runner import FAILED, Outcome
+from schemata.statecache import check_django
 
 #: Options of this command that are not migrate's.
-OWN_OPTIONS = {"schemas", "exclude", "parallel", "failfast", "list", "database"}
+OWN_OPTIONS = {"schemas", "exclude", "parallel", "failfast", "list", "database", "public"}
 #: BaseCommand options that migrate gets from this command unchanged.
 PASSED_BASE_OPTIONS = {"verbosity", "traceback", "no_color", "force_color"}
 
@@ -21,14 +25,27 @@ PASSED_BASE_OPTIONS = {"verbosity", "traceback", "no_color", "force_color"}
 class Command(SchemaCommand):
     help = (
         "Run migrate on every schema in SCHEMATA_DOMAINS (or those chosen with --schema), "
-        "each with its schema active. Takes every option of migrate. Schemas whose "
-        "django_migrations already lists every migration are skipped without running migrate."
+        "each with its schema active. Takes every option of migrate. With shared apps, a run "
+        "that names no schema, exclusion or app migrates public first; otherwise public only "
+        "with --public. Schemas that a previous run finished (post_migrate included) with every "
+        "migration on disk are skipped without running migrate."
     )
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         MigrateCommand.add_arguments(self, parser)
+        for action in parser._actions:
+            if action.dest == "database":
+                # Accepted only to be refused with a pointer to --schema: not offered.
+                action.help = argparse.SUPPRESS
         self.add_schema_arguments(parser)
+        parser.add_argument(
+            "--public",
+            action="store_true",
+            help="Also migrate the base database (public) first, with the same options. "
+            "Default: only with shared apps, and when no --schema, --exclude or app_label "
+            "is given.",
+        )
         parser.add_argument(
             "--list",
             action="store_true",
@@ -61,6 +78,8 @@ class Command(SchemaCommand):
             )
             return
 
+        check_django()
+        with_public = self.public_wanted(options)
         migrate_options = {
             key: value
             for key, value in options.items()
@@ -76,8 +95,11 @@ class Command(SchemaCommand):
         skip_current = not (
             options["app_label"] or options["run_syncdb"] or options["prune"] or options["plan"]
         )
-        if conf.SHARED_APPS:
+        if with_public:
             self.migrate_public(migrate_options, skip_current)
+        elif conf.SHARED_APPS and not read_only:
+            self.refuse_behind_public()
+            build_guard(DEFAULT_DB_ALIAS)  # the tenant models may have changed since
         done: list[Outcome] = []
         if skip_current:
             current = set()
@@ -86,8 +108,54 @@ class Command(SchemaCommand):
             done = [Outcome(name, "up to date") for name in names if name in current]
             names = [name for name in names if name not in current]
         self.run_per_schema(
-            "schemata.migrator.migrate_schema", names, migrate_options, **run, done=done
+            "schemata.migrator.migrate_schema",
+            names,
+            migrate_options,
+            **run,
+            done=done,
+            finished="schemata.migrator.finished_schemas",
         )
+
+    def public_wanted(self, options: dict[str, Any]) -> bool:
+        """Whether this run migrates public; refuse a target that makes no sense there."""
+        label = options["app_label"]
+        if label:
+            try:
+                apps.get_app_config(label)
+            except LookupError:
+                raise CommandError(f"No installed app with label {label!r}.") from None
+            if label in conf.SHARED_APPS:
+                raise CommandError(
+                    f"{label!r} is a shared app: its tables are in public only. Migrate it "
+                    f"with 'manage.py migrate {label} ...'; migrate_schemata then records its "
+                    f"migrations in the schemas."
+                )
+            if options["public"]:
+                raise CommandError(
+                    "An app_label or migration target applies to the schemas only: migrate "
+                    "public on its own ('manage.py migrate'), or use --public without one."
+                )
+            return False
+        if options["public"]:
+            return True
+        return bool(conf.SHARED_APPS) and not (options["schemas"] or options["exclude"])
+
+    def refuse_behind_public(self) -> None:
+        """Stop before the schemas record shared migrations that public does not have."""
+        nodes = MigrationLoader(None, ignore_no_migrations=True).graph.nodes
+        applied = applied_migrations([PUBLIC]).get(PUBLIC, set())
+        missing = sorted(
+            f"{app}.{name}"
+            for app, name in nodes
+            if app in conf.SHARED_APPS and (app, name) not in applied
+        )
+        if missing:
+            shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+            raise CommandError(
+                f"public lacks {len(missing)} migration{'s' if len(missing) > 1 else ''} of "
+                f"shared apps ({shown}): the schemas would record them as applied before public "
+                f"has them. Add --public to migrate public first, or run 'manage.py migrate'."
+            )
 
     def migrate_public(self, options: dict[str, Any], skip_current: bool) -> None:
         """Migrate the base database first: schema tables may refer to shared ones."""
