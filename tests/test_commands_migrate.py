@@ -451,7 +451,8 @@ class TestSelection:
             run("migrate_schemata", "--schema", "nope", "--exclude", "nada")
 
         assert str(excinfo.value) == (
-            "Unknown schemas: nope, nada. Schemas come from SCHEMATA_DOMAINS."
+            "Unknown schemas: nope, nada. Schemas come from SCHEMATA_DOMAINS and the tenants "
+            "registered at run time."
         )
 
     def test_a_django_release_that_changed_what_states_rely_on_is_refused(

@@ -70,7 +70,7 @@ class TestSharedApps:
     def test_migrate_schemata_migrates_public_first(self) -> None:
         call_command("migrate", "seedapp", "0002", database="default", verbosity=0)
 
-        lines = run("migrate_schemata", "--schema", "fresh1", interactive=False)
+        lines = run("migrate_schemata", "--schema", "fresh1", "--public", interactive=False)
 
         assert lines[0] == "[public] Operations to perform:"
         assert "[public]   Applying seedapp.0003_seed_owner... OK" in lines

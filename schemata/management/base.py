@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from schemata.conf import conf
+from schemata.registry import all_schemas
 from schemata.runner import FAILED, Outcome, Report, run_jobs
 from schemata.schemas import create_schema, existing_schemas
 
@@ -44,13 +45,14 @@ class SchemaCommand(BaseCommand):
         )
 
     def select_schemas(self, schemas: list[str] | None, exclude: list[str]) -> list[str]:
-        """Return the chosen schema names in settings order; unknown names are an error."""
-        known = conf.databases.schemas
+        """Return the chosen schema names in settings order, then the run-time tenants';
+        unknown names are an error."""
+        known = all_schemas()
         unknown = [name for name in [*(schemas or []), *exclude] if name not in known]
         if unknown:
             raise CommandError(
                 f"Unknown schema{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}. "
-                f"Schemas come from SCHEMATA_DOMAINS."
+                f"Schemas come from SCHEMATA_DOMAINS and the tenants registered at run time."
             )
         chosen = set(schemas) if schemas else set(known)
         return [name for name in known if name in chosen and name not in exclude]
