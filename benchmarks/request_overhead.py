@@ -129,7 +129,6 @@ def create_table(kind: str) -> None:
     Item.objects.using(alias).bulk_create(Item(name=f"item {i}") for i in range(ROWS))
     if kind == "runtime":
         from django.core.management import call_command
-
         from django.db.migrations.recorder import MigrationRecorder
 
         call_command("migrate", "schemata", verbosity=0)  # the run-time tenants' tables

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,15 @@ from django.db import connections, transaction
 from schemata.schemas import create_schema
 
 pytest_plugins = ["pytester", "tests.services"]
+
+#: Subprocesses (python -m django, -c, spawned workers) import the package under test, installed
+#: in site-packages by ./tests/run, and not the repository's copy: neither the working
+#: directory nor the script's directory is put first on their sys.path (PYTHONSAFEPATH), and
+#: the repository root comes after the installed package (for the tests package).
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_INSTALLED = os.path.dirname(os.path.dirname(importlib.util.find_spec("schemata").origin))  # type: ignore[arg-type, union-attr]
+os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([_INSTALLED, _ROOT]))
+os.environ["PYTHONSAFEPATH"] = "1"
 
 _SYS_PATH = list(sys.path)
 

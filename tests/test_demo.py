@@ -92,6 +92,8 @@ def demo_env(media_root: str) -> Iterator[dict[str, str]]:
         "DATABASE_URL": demo_url,
         "DJANGO_SETTINGS_MODULE": "demo_site.settings",
         "MEDIA_ROOT": media_root,
+        # manage.py's directory holds the demo's apps (PYTHONSAFEPATH keeps it off sys.path).
+        "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(DEMO)]),
     }
 
     with _connect(environ.Env.db_url_config(url)) as conn:

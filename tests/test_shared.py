@@ -221,9 +221,7 @@ class TestSharedChecks:
     def test_extension_schemas_follow_public_on_every_schema_path(self) -> None:
         databases = connections.settings
 
-        assert (
-            databases.search_path("alpha") == "alpha,schemata_guard,public,extensions"
-        )
+        assert databases.search_path("alpha") == "alpha,schemata_guard,public,extensions"
 
 
 @pytest.mark.usefixtures("fresh")
