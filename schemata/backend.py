@@ -76,6 +76,10 @@ class _SchemaWrapperMixin:
     in_atomic_block: bool
     queries_log: Any
     _schemata_key: str | None = None
+    _schemata_parked = False
+    _schemata_token: object = None
+    close_at: float | None
+    health_check_enabled: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         from schemata.connections import atomic_guard
@@ -177,6 +181,10 @@ class _SchemaWrapperMixin:
         )
         self._schemata_key = opened[-1] if opened else key
         self._schemata_opened = bool(opened)
+        # The pool decides when a connection goes, and checks one it hands out: Django's age
+        # limit and health check would otherwise act on a connection parked between requests.
+        self.close_at = None
+        self.health_check_enabled = False
         # What Django's get_new_connection sets on the wrapper, for a connection it reuses.
         level = options.get("isolation_level")
         self.isolation_level = (
@@ -186,10 +194,56 @@ class _SchemaWrapperMixin:
             connection.isolation_level = self.isolation_level
         return connection
 
+    def ensure_connection(self) -> None:
+        # Every use of the connection goes through here (cursors, transactions, autocommit):
+        # a connection parked between requests is claimed back first, unless another thread
+        # took it meanwhile.
+        if self._schemata_parked:
+            from django.db import connections
+
+            self._schemata_parked = False
+            if not self.schemata_pool().unpark(self.connection, self._schemata_token):
+                self.connection = None  # the taker's now: not ours to close
+                self._schemata_key = None
+            # Most recently used last: the end of a request parks from the end.
+            aliases = connections._schema_aliases()  # type: ignore[attr-defined]
+            aliases[self.alias] = aliases.pop(self.alias, None)
+        super().ensure_connection()  # type: ignore[misc]
+
+    def close_if_unusable_or_obsolete(self) -> None:
+        # Django's walk at each request's start and end: a parked connection is the pool's
+        # to check when its wrapper next uses it.
+        if not self._schemata_parked:
+            super().close_if_unusable_or_obsolete()  # type: ignore[misc]
+
+    def schemata_park(self) -> bool:
+        """Keep this wrapper's connection until its next use (the end of a request)."""
+        from psycopg.pq import TransactionStatus
+
+        key = self._schemata_key
+        connection = self.connection
+        if (
+            key is None
+            or connection is None
+            or self._schemata_parked
+            or self.in_atomic_block
+            or connection.info.transaction_status != TransactionStatus.IDLE
+        ):
+            return False
+        # A token per parking: the connection may come back to this pool, and be parked by
+        # another wrapper, before this one next looks.
+        self._schemata_token = object()
+        self._schemata_parked = self.schemata_pool().park(connection, key, self._schemata_token)
+        return self._schemata_parked
+
     def _close(self) -> None:
         if self.connection is not None:
             connection, self.connection = self.connection, None
             key, self._schemata_key = self._schemata_key, None
+            if self._schemata_parked:
+                self._schemata_parked = False
+                if not self.schemata_pool().unpark(connection, self._schemata_token):
+                    return  # another thread took it
             if key is not None:  # else not the pool's: lent by the testing kit, say
                 self.schemata_pool().release(connection, key)
 

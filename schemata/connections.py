@@ -101,14 +101,27 @@ class SchemataConnectionHandler(ConnectionHandler):
                 conn.close()
                 del self[alias]
 
-    def release_idle(self, except_alias: str | None = None) -> None:
+    def release_idle(self, except_alias: str | None = None, park: bool = False) -> None:
         """Give this thread's schema connections back to the pool, except those in a
-        transaction, and forget the connection objects nobody else holds on to."""
-        for alias in list(self._schema_aliases()):
+        transaction, and forget the connection objects nobody else holds on to.
+
+        With ``park`` (the end of a request), the connections used keep their wrappers until
+        their next use instead, up to the pool's ``max_size`` per thread, the least recently
+        used given back first; another thread at the pool's cap may take a parked one.
+        """
+        aliases = self._schema_aliases()
+        limit = conf.POOL.max_size if park else 0
+        parked = 0
+        for alias in reversed(list(aliases)):  # the most recently used first
             if alias == except_alias:
                 continue
             conn = self[alias]
             if conn.in_atomic_block:
+                continue
+            if parked < limit and (
+                conn._schemata_parked or conn.schemata_park()  # type: ignore[attr-defined]
+            ):
+                parked += 1
                 continue
             conn.close()  # back to the pool, whatever CONN_MAX_AGE
             # Keep a query capture or an execute wrapper of the caller's own.
@@ -145,9 +158,10 @@ def install() -> None:
 
 
 def release_idle_connections(**kwargs: Any) -> None:
-    """``request_finished`` receiver: every request gives its schema connections back."""
+    """``request_finished`` receiver: every request gives its schema connections back,
+    but for the last one used, parked for the thread's next request."""
     if isinstance(connections, SchemataConnectionHandler):
-        connections.release_idle()
+        connections.release_idle(park=True)
 
 
 def reclaim_idle(except_alias: str) -> None:

@@ -55,6 +55,8 @@ class Stats:
     opened: int = 0  # newly opened
     discarded: int = 0  # found broken, or evicted
     waited: int = 0  # hand-outs that had to wait for a connection
+    parked: int = 0  # claimed back by the wrapper that parked it between requests
+    taken: int = 0  # parked connections another thread took at the cap
 
 
 @dataclass
@@ -62,6 +64,7 @@ class _Idle:
     connection: Connection[Any]
     key: str | None  # the database and search path it is on; None: unknown, move it first
     since: float = field(default_factory=time.monotonic)
+    owner: object = None  # for a parked connection: the parking's token
 
 
 class SchemaPool:
@@ -78,6 +81,11 @@ class SchemaPool:
         # Least recently given back first; a connection appears here only while idle.
         self._idle: OrderedDict[int, _Idle] = OrderedDict()
         self._in_use: dict[int, Connection[Any]] = {}
+        # In use by nobody right now, but left with a thread's wrapper between two requests:
+        # that thread's next request on the schema needs no hand-out; any thread at the cap may
+        # take one (oldest first). Each is in _in_use too.
+        self._parked: OrderedDict[int, _Idle] = OrderedDict()
+        self._waiting = 0
         self._opening = 0
 
     @property
@@ -123,6 +131,20 @@ class SchemaPool:
                     self._discard(self._idle.popitem(last=False)[1].connection)
                     self._opening += 1
                     action = "open"
+                elif self._parked:
+                    candidate = self._parked.popitem(last=False)[1]
+                    self.stats.taken += 1
+                    if not self.move or _terminated(candidate.connection):
+                        self._in_use.pop(id(candidate.connection), None)
+                        self._discard(candidate.connection)
+                        self._opening += 1
+                        candidate = None
+                        action = "open"
+                    elif candidate.key == key:
+                        self.stats.kept += 1
+                        return candidate.connection
+                    else:
+                        action = "move"
                 elif not reclaimed:
                     action = "reclaim"
                 else:
@@ -136,7 +158,11 @@ class SchemaPool:
                             f"SCHEMATA_POOL['timeout'], or release connections sooner."
                         )
                     self.stats.waited += 1
-                    self._cond.wait(remaining)
+                    self._waiting += 1
+                    try:
+                        self._cond.wait(remaining)
+                    finally:
+                        self._waiting -= 1
                     continue
             if kept is not None:  # CONN_HEALTH_CHECKS: one round trip, outside the lock
                 healthy = _responds(kept)
@@ -228,6 +254,31 @@ class SchemaPool:
             raise
         return connection
 
+    def park(self, connection: Connection[Any], key: str, owner: object) -> bool:
+        """Leave ``connection`` with ``owner`` (its wrapper's token for this parking) until
+        its next use; say whether it may (not while another thread waits for one)."""
+        with self._cond:
+            ident = id(connection)
+            if self._waiting or self.closed or ident not in self._in_use:
+                return False
+            self._parked[ident] = _Idle(connection, key, owner=owner)
+            return True
+
+    def unpark(self, connection: Connection[Any], owner: object) -> bool:
+        """Whether ``owner``, which parked ``connection``, may use it again: not when another
+        thread took it meanwhile (and perhaps parked it in turn), nor when the server ended it."""
+        with self._cond:
+            idle = self._parked.get(id(connection))
+            if idle is None or idle.owner is not owner:
+                return False  # taken: the taker owns it now
+            del self._parked[id(connection)]
+            if _terminated(connection):
+                del self._in_use[id(connection)]
+                self._discard(connection)
+                return False
+            self.stats.parked += 1
+            return True
+
     def release(self, connection: Connection[Any], key: str | None) -> None:
         """Take back ``connection``, last on ``key`` (``None``: unknown path)."""
         usable = not connection.closed and not connection.broken
@@ -261,10 +312,14 @@ class SchemaPool:
             connection.close()
 
     def close(self) -> None:
-        """Close every idle connection; those in use are closed when given back."""
+        """Close every idle and parked connection; those in use are closed when given back."""
         with self._cond:
             while self._idle:
                 self._discard(self._idle.popitem()[1].connection)
+            while self._parked:
+                connection = self._parked.popitem()[1].connection
+                self._in_use.pop(id(connection), None)
+                self._discard(connection)
 
     def forget(self) -> None:
         """In a forked child: drop every connection without a word to the server.
@@ -276,6 +331,7 @@ class SchemaPool:
             _inherited.extend(self._in_use.values())
             self._idle.clear()
             self._in_use.clear()
+            self._parked.clear()
             self._opening = 0
 
 

@@ -120,9 +120,10 @@ def test_per_request_bookkeeping_stays_flat_however_many_schemas_a_thread_served
 
     sizes = in_thread(lambda: serve([f"t{i:02}" for i in range(64)]))
 
-    # No connection object is left between requests: schema connections were closed by
-    # Django's close_old_connections and then forgotten.
-    assert set(sizes) == {0}
+    # Between requests a thread keeps (parked) at most the pool's cap of schema connections,
+    # the most recently used: the walk Django makes at each request stays that short.
+    assert sizes[:10] == list(range(1, 11))
+    assert set(sizes[10:]) == {10}
 
 
 def test_open_schema_connections_are_kept_between_requests() -> None:

@@ -39,8 +39,8 @@ def backend_pid(name: str) -> int:
 
 
 def end_request() -> None:
-    """What the end of a request does to this thread's schema connections."""
-    request_finished.send(sender=None)
+    """Give this thread's schema connections back to the pool (none kept parked)."""
+    connections.release_idle()  # type: ignore[attr-defined]
 
 
 def server_connections() -> int:
@@ -348,3 +348,74 @@ class TestSettings:
         assert "(schemata.W005) SCHEMATA_POOL['max_size'] = 5000 is more than" in str(
             excinfo.value
         )
+
+
+def request(name: str) -> int:
+    """One request's worth of work on schema ``name``: its backend's pid."""
+    request_started.send(sender=None)
+    try:
+        return backend_pid(name)
+    finally:
+        request_finished.send(sender=None)
+
+
+@pytest.mark.usefixtures("fresh_pool")
+class TestParking:
+    def test_the_next_request_on_the_schema_reuses_the_parked_connection(self) -> None:
+        first = request("alpha")
+        opened, kept = pool().stats.opened, pool().stats.kept
+
+        second = request("alpha")
+
+        assert second == first
+        assert (pool().stats.opened, pool().stats.kept) == (opened, kept)
+        assert pool().stats.parked >= 1
+
+    def test_a_parked_connection_survives_conn_max_age_0(self) -> None:
+        assert connections["default"].settings_dict["CONN_MAX_AGE"] == 0
+
+        pids = {request("alpha") for _ in range(3)}
+
+        assert len(pids) == 1
+
+    @override_settings(SCHEMATA_POOL={"max_size": 1, "timeout": 5})
+    def test_a_thread_at_the_cap_takes_another_threads_parked_connection(self) -> None:
+        pid = request("alpha")  # parked by this thread
+
+        seen: list[int] = []
+
+        def other() -> None:  # a request in another thread, which parks its connection too
+            request_started.send(sender=None)
+            seen.append(backend_pid("beta"))
+            with schemata.override("beta"):
+                seen.append(Note.objects.count())
+            request_finished.send(sender=None)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        mine = request("alpha")
+
+        assert seen == [pid, 0]  # taken, and moved to beta
+        assert mine == pid  # and back, once the other thread gave it up
+        assert pool().stats.taken >= 1
+        with schemata.override("alpha"), connections["alpha"].cursor() as cursor:
+            cursor.execute("SELECT current_schema()")
+            assert cursor.fetchone()[0] == "alpha"
+
+    def test_a_parked_connection_the_server_ended_is_not_used(self) -> None:
+        pid = request("alpha")
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        time.sleep(0.1)
+
+        assert request("alpha") != pid
+
+    def test_closing_every_connection_closes_the_parked_ones(self) -> None:
+        pid = request("alpha")
+
+        connections.close_all()
+
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+            assert cursor.fetchone()[0] == 0
