@@ -132,7 +132,13 @@ class SchemaPool:
                     self._opening += 1
                     action = "open"
                 elif self._parked:
-                    candidate = self._parked.popitem(last=False)[1]
+                    # Another thread's parked connection already on this schema if there is
+                    # one (no move), else the one parked longest ago.
+                    ident = next(
+                        (i for i, p in reversed(self._parked.items()) if p.key == key),
+                        next(iter(self._parked)),
+                    )
+                    candidate = self._parked.pop(ident)
                     self.stats.taken += 1
                     if not self.move or _terminated(candidate.connection):
                         self._in_use.pop(id(candidate.connection), None)

@@ -15,6 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.services import stop
+
 #: Only names the socket file: the servers listen on no TCP port (listen_addr is empty).
 PORT = 6432
 
@@ -103,10 +105,5 @@ def pgbouncer(django_db_setup: None) -> Iterator[Callable[..., PgBouncer]]:
         yield start
     finally:
         for server, process in started.values():
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
             shutil.rmtree(server.socket_dir, ignore_errors=True)

@@ -52,10 +52,15 @@ def redis_url() -> Iterator[str]:
             time.sleep(0.02)
         yield f"unix://{socket}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a server the tests started: SIGTERM, then SIGKILL after 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

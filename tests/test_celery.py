@@ -33,13 +33,6 @@ from tests.celery_app import (
 from tests.testapp.models import Note
 
 REDIS_DB = 9
-#: For subprocesses run outside the repository root: they import what this process imports,
-#: the package under test first (the repository root may precede it on this sys.path).
-SAME_IMPORTS = {
-    "PYTHONPATH": os.pathsep.join(
-        [str(Path(schemata.__file__).resolve().parent.parent), *sys.path]
-    )
-}
 TABLES = ("alpha.testapp_note", "beta.testapp_note", "public.testapp_note")
 
 
@@ -55,7 +48,6 @@ class Worker:
             "DATABASE_URL": worker_database_url(),
             "SCHEMATA_TEST_BROKER": broker,
             "SCHEMATA_TEST_QUEUE": queue,
-            **SAME_IMPORTS,
         }
         command = [
             str(Path(sys.executable).with_name("celery")),
@@ -368,7 +360,7 @@ def test_importing_schemata_does_not_import_celery(tmp_path: Path) -> None:
         text=True,
         check=True,
         cwd=tmp_path,
-        env={**os.environ, **SAME_IMPORTS},
+        env=dict(os.environ),  # tests/conftest.py: the installed package first
     )
 
     assert out.stdout == "[]\n"

@@ -1,13 +1,9 @@
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
-
-#: Where the package under test is imported from (site-packages under ./tests/run).
-INSTALLED = str(Path(importlib.util.find_spec("schemata").origin).parent.parent)  # type: ignore[arg-type, union-attr]
 
 
 def test_importing_schemata_in_settings_loads_no_model_and_no_database_code(
@@ -27,7 +23,7 @@ def test_importing_schemata_in_settings_loads_no_model_and_no_database_code(
         text=True,
         check=True,
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([INSTALLED, *sys.path])},
+        env=dict(os.environ),  # tests/conftest.py: the installed package first
     )
 
     assert result.stdout.strip() == "[]"

@@ -419,3 +419,20 @@ class TestParking:
         with connections["default"].cursor() as cursor:
             cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
             assert cursor.fetchone()[0] == 0
+
+
+@override_settings(SCHEMATA_POOL={"max_size": 2, "timeout": 5})
+@pytest.mark.usefixtures("fresh_pool")
+def test_at_the_cap_a_parked_connection_on_the_schema_is_taken_before_any_other() -> None:
+    def park(name: str) -> int:
+        pid: list[int] = []
+        thread = threading.Thread(target=lambda: pid.append(request(name)))
+        thread.start()
+        thread.join()
+        return pid[0]
+
+    _, on_alpha = park("beta"), park("alpha")  # two threads park one each, beta's first
+    moved = pool().stats.moved
+
+    assert request("alpha") == on_alpha
+    assert pool().stats.moved == moved

@@ -10,7 +10,6 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,12 +32,6 @@ from schemata.routers import SchemataRouter
 from tests.testapp.models import Note
 
 RUNTIME = {"SCHEMATA_RUNTIME_TENANTS": True, "SCHEMATA_TENANT_REFRESH": 60}
-#: For subprocesses: they import what this process imports, the package under test first.
-SAME_IMPORTS = {
-    "PYTHONPATH": os.pathsep.join(
-        [str(Path(schemata.__file__).resolve().parent.parent), *sys.path]
-    )
-}
 
 
 def schema_exists(name: str) -> bool:
@@ -83,7 +76,6 @@ def manage_elsewhere(*args: str) -> str:
         [sys.executable, "-m", "django", *args],
         env={
             **os.environ,
-            **SAME_IMPORTS,
             "DJANGO_SETTINGS_MODULE": "tests.tenant_settings",
             "DATABASE_URL": database_url(),
         },

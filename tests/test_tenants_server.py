@@ -23,7 +23,7 @@ from django.test import override_settings
 
 import schemata
 from schemata.registry import registry
-from tests.test_tenants import RUNTIME, SAME_IMPORTS, database_url, drop_runtime_schemas
+from tests.test_tenants import RUNTIME, database_url, drop_runtime_schemas
 
 #: SCHEMATA_TENANT_REFRESH in the server: how long a removed tenant may still be served.
 REFRESH = 0.5
@@ -100,7 +100,6 @@ def server(django_db_setup: None, django_db_blocker: Any) -> Iterator[Server]:
             url = database_url()
         env = {
             **os.environ,
-            **SAME_IMPORTS,
             "DJANGO_SETTINGS_MODULE": "tests.tenant_settings",
             "DATABASE_URL": url,
             "SCHEMATA_TEST_TENANT_REFRESH": str(REFRESH),
