@@ -118,15 +118,21 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
         return self._derive(self.schemas[alias])[1]
 
     def _derive(self, schema: Schema) -> tuple[dict[str, Any], str]:
+        from schemata.conf import conf
+
         base = dict.__getitem__(self, schema.base)
+        # What the derived settings depend on besides the base: compared on every lookup, as
+        # settings can change without a signal reaching this object (another DATABASES was
+        # active when they did).
+        inputs = (conf.SCHEMA_DATABASE, conf.SHARED_APPS, conf.EXTENSION_SCHEMAS)
         derived = self.__dict__.setdefault("_derived", {})
         cached = derived.get(schema.alias)
-        if cached is not None and cached[0] == base:
-            return cached[1]  # type: ignore[no-any-return]
+        if cached is not None and cached[0] == base and cached[1] == inputs:
+            return cached[2]  # type: ignore[no-any-return]
         result = (self.schema_settings(schema), search_path_of(schema.name))
         if len(derived) >= DERIVED_CACHE_SIZE:
             del derived[next(iter(derived))]
-        derived[schema.alias] = (_copy(base), result)
+        derived[schema.alias] = (_copy(base), inputs, result)
         return result
 
     def forget_derived(self) -> None:
