@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from io import StringIO
 from typing import Any
@@ -48,7 +49,7 @@ def migrate_schema(schema: str, options: dict[str, Any]) -> Outcome:
 
     post_migrate.connect(capture, weak=False, dispatch_uid=f"schemata.capture.{schema}")
     try:
-        with reusing_states():
+        with _migrating(schema), reusing_states():
             if schema == PUBLIC:
                 outcome = _call(PUBLIC, "migrate", [], options, alias=DEFAULT_DB_ALIAS, then=mark)
             else:
@@ -78,6 +79,28 @@ def finished_schemas(schemas: list[str], options: dict[str, Any]) -> set[str]:
 def disk_marker() -> str:
     """The marker of a schema that has every migration on disk (and ran post_migrate)."""
     return digest(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
+
+
+@contextmanager
+def _migrating(schema: str) -> Iterator[None]:
+    """Hold a lock on migrating ``schema`` in this database while the block runs.
+
+    Two runs never migrate one schema at once: a rerun started while a worker of a killed run
+    still finishes its schema waits for it (the server drops a dead session's locks), then
+    finds the schema up to date.
+    """
+    base = DEFAULT_DB_ALIAS if schema == PUBLIC else conf.databases.schemas[schema].base
+    connection = connections[base]
+    key = f"schemata.migrate:{schema}"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [key])
+    try:
+        yield
+    finally:
+        # Migrating public closes this very connection, which ends the lock with it.
+        if connection.connection is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
 
 
 def show_migrations(schema: str, options: dict[str, Any]) -> Outcome:
