@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.local import Local
-from django.conf import settings
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import ConnectionHandler, load_backend
@@ -31,12 +30,16 @@ class SchemataConnectionHandler(ConnectionHandler):
     _schemata_local: Local
 
     def _schema_aliases(self) -> dict[str, None]:
+        """This thread's schema aliases that have a connection object, oldest use first."""
+        return self._thread_value("aliases", dict)  # type: ignore[no-any-return]
+
+    def _thread_value(self, name: str, make: Callable[[], Any]) -> Any:
         try:
-            return self._schemata_local.aliases  # type: ignore[no-any-return]
+            return getattr(self._schemata_local, name)
         except AttributeError:
-            aliases: dict[str, None] = {}
-            self._schemata_local.aliases = aliases
-            return aliases
+            value = make()
+            setattr(self._schemata_local, name, value)
+            return value
 
     def _is_schema_alias(self, alias: str) -> bool:
         databases = self.settings
@@ -64,12 +67,7 @@ class SchemataConnectionHandler(ConnectionHandler):
     def _spare(self) -> list[BaseDatabaseWrapper]:
         """This thread's unused schema wrappers, ready to serve another schema of their base
         (making one costs more than a request's own work)."""
-        try:
-            return self._schemata_local.spare  # type: ignore[no-any-return]
-        except AttributeError:
-            spare: list[BaseDatabaseWrapper] = []
-            self._schemata_local.spare = spare
-            return spare
+        return self._thread_value("spare", list)  # type: ignore[no-any-return]
 
     def __setitem__(self, alias: str, conn: BaseDatabaseWrapper) -> None:
         super().__setitem__(alias, conn)
@@ -147,12 +145,9 @@ def _unreferenced(conn: BaseDatabaseWrapper) -> bool:
 
 def install() -> None:
     """Give ``django.db.connections`` the schema-aware behaviour (idempotent)."""
-    # Kept as a class swap: every module holds this very object
-    # (``from django.db import connections``), and Django offers no hook to choose the
-    # handler class or the wrapper class of an alias.
     if not isinstance(connections, SchemataConnectionHandler):
-        # Every module holds this very object (`from django.db import connections`), so it
-        # is given the subclass in place rather than replaced.
+        # Every module holds this very object (`from django.db import connections`), and
+        # Django has no hook for the handler's class: it is given the subclass in place.
         connections._schemata_local = Local(connections.thread_critical)  # type: ignore[attr-defined]
         connections.__class__ = SchemataConnectionHandler
 
@@ -176,8 +171,6 @@ def discard_on_setting_change(setting: str, **kwargs: Any) -> None:
         # Django caches DATABASES in the handler for good (BaseConnectionHandler.settings).
         connections.__dict__.pop("settings", None)
         connections._settings = None  # type: ignore[attr-defined]
-    elif setting.startswith("SCHEMATA_") and isinstance(settings.DATABASES, SchemataDatabases):
-        settings.DATABASES.forget_derived()
     if (setting == "DATABASES" or setting.startswith("SCHEMATA_")) and isinstance(
         connections, SchemataConnectionHandler
     ):

@@ -135,10 +135,6 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
         derived[schema.alias] = (_copy(base), inputs, result)
         return result
 
-    def forget_derived(self) -> None:
-        """Derive schema settings anew (``SCHEMATA_*`` settings changed)."""
-        self.__dict__.pop("_derived", None)
-
     def __contains__(self, alias: object) -> bool:
         return dict.__contains__(self, alias) or alias in self.schemas
 

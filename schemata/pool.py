@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import Connection
@@ -63,7 +63,6 @@ class Stats:
 class _Idle:
     connection: Connection[Any]
     key: str | None  # the database and search path it is on; None: unknown, move it first
-    since: float = field(default_factory=time.monotonic)
     owner: object = None  # for a parked connection: the parking's token
 
 
