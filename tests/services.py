@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -56,11 +58,26 @@ def redis_url() -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """End a server the tests started: SIGTERM, then SIGKILL after 10 s."""
+def stop(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """End a server the tests started: SIGTERM (a graceful stop), then SIGKILL after
+    ``timeout`` seconds."""
     process.terminate()
     try:
-        process.wait(10)
+        process.wait(timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def python_output(code: str, cwd: Path) -> str:
+    """What a fresh interpreter prints running ``code`` in ``cwd`` (away from the repository
+    root: tests/conftest.py makes it import the installed package)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=cwd,
+        env=dict(os.environ),
+    )
+    return result.stdout

@@ -30,6 +30,7 @@ from tests.celery_app import (
     where_received,
     write,
 )
+from tests.services import python_output
 from tests.testapp.models import Note
 
 REDIS_DB = 9
@@ -354,16 +355,7 @@ def test_installing_twice_guards_each_task_once() -> None:
 def test_importing_schemata_does_not_import_celery(tmp_path: Path) -> None:
     code = "import sys, schemata; print([m for m in sys.modules if m.startswith('celery')])"
 
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-        env=dict(os.environ),  # tests/conftest.py: the installed package first
-    )
-
-    assert out.stdout == "[]\n"
+    assert python_output(code, tmp_path) == "[]\n"
 
 
 def test_prefork_pool_processes_run_each_task_in_its_senders_schema(

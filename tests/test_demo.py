@@ -25,6 +25,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.services import stop
+
 DEMO = Path(__file__).resolve().parent.parent / "demo"
 TENANTS = {
     "alpha": {"plan": "pro", "colour": "#2b6cb0"},
@@ -125,15 +127,6 @@ def demo_env(media_root: str) -> Iterator[dict[str, str]]:
             )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def _answers(port: int) -> bool:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -187,7 +180,7 @@ def port(demo_env: dict[str, str]) -> Iterator[int]:
             yield port
         finally:
             if process is not None:
-                _stop(process)
+                stop(process)
 
 
 @dataclass

@@ -10,7 +10,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 
 import schemata
 from tests.pgserver import PostgresServer, running
+from tests.services import stop
 
 TENANTS = tuple(f"f{i:03}" for i in range(200))
 DATABASE = "faults"
@@ -155,12 +155,7 @@ class Site:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process, timeout=15)
 
 
 @pytest.fixture(scope="module")

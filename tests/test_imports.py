@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.services import python_output
 
 
 def test_importing_schemata_in_settings_loads_no_model_and_no_database_code(
@@ -17,13 +16,4 @@ def test_importing_schemata_in_settings_loads_no_model_and_no_database_code(
     )
 
     # Run elsewhere than the repository root, whose schemata/ would shadow the installed one.
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-        env=dict(os.environ),  # tests/conftest.py: the installed package first
-    )
-
-    assert result.stdout.strip() == "[]"
+    assert python_output(code, tmp_path).strip() == "[]"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,12 +18,13 @@ from typing import Any
 
 import pytest
 from django.db import connections
-from django.test import override_settings
 
 import schemata
-from schemata.registry import registry
-from tests.test_tenants import RUNTIME, database_url, drop_runtime_schemas
+from tests import test_tenants
+from tests.services import stop
+from tests.test_tenants import database_url
 
+runtime = test_tenants.runtime  # the fixture, for this module's tests
 #: SCHEMATA_TENANT_REFRESH in the server: how long a removed tenant may still be served.
 REFRESH = 0.5
 #: SCHEMATA_TENANT_MISS_RATE in the server (the default).
@@ -134,24 +134,7 @@ def server(django_db_setup: None, django_db_blocker: Any) -> Iterator[Server]:
                 time.sleep(0.1)
             yield server
         finally:
-            process.send_signal(signal.SIGTERM)  # graceful: workers finish and exit
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-@pytest.fixture
-def runtime(transactional_db: None) -> Iterator[None]:
-    """Run-time tenants on in this process too; the test's tenants are dropped afterwards."""
-    with override_settings(**RUNTIME):
-        registry.clear()
-        try:
-            yield
-        finally:
-            drop_runtime_schemas()
-            registry.clear()
+            stop(process, timeout=15)  # SIGTERM: gunicorn's workers finish and exit
 
 
 def test_a_tenant_created_while_serving_is_served_by_every_worker(
