@@ -13,7 +13,7 @@ from django.utils.module_loading import import_string
 
 from schemata.cache import check_cache_key_functions
 from schemata.conf import conf
-from schemata.databases import SchemataDatabases, normalize_host, schema_name_problem
+from schemata.databases import SchemataDatabases, bases, normalize_host, schema_name_problem
 from schemata.schemas import misplaced_extensions, public_leftovers, server_connections
 from schemata.storage import check_storage
 
@@ -75,16 +75,17 @@ def check_settings(
             )
         )
     if isinstance(databases, SchemataDatabases):
-        engine = dict.__getitem__(databases, "default").get("ENGINE", "")
-        vendor = load_backend(engine).DatabaseWrapper.vendor if engine else "dummy"
-        if vendor != "postgresql":
-            errors.append(
-                Error(
-                    f"DATABASES['default'] uses {engine!r}, a {vendor!r} engine.",
-                    hint="Schemas need PostgreSQL: use 'django.db.backends.postgresql'.",
-                    id="schemata.E006",
+        for base in sorted(bases(databases)):
+            engine = dict.__getitem__(databases, base).get("ENGINE", "")
+            vendor = load_backend(engine).DatabaseWrapper.vendor if engine else "dummy"
+            if vendor != "postgresql":
+                errors.append(
+                    Error(
+                        f"DATABASES[{base!r}] uses {engine!r}, a {vendor!r} engine.",
+                        hint="Schemas need PostgreSQL: use 'django.db.backends.postgresql'.",
+                        id="schemata.E006",
+                    )
                 )
-            )
         fallback = conf.FALLBACK_SCHEMA
         if fallback is not None and fallback not in databases.schemas:
             errors.append(
@@ -160,35 +161,47 @@ def check_database(
     databases: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> list[CheckMessage]:
-    if "default" not in (databases or ()):
-        return []
     errors: list[CheckMessage] = []
-    for table, label in public_leftovers().items() if conf.SHARED_APPS else ():
+    schemata_databases = settings.DATABASES
+    if not isinstance(schemata_databases, SchemataDatabases):
+        return errors  # schemata.E001
+    for base in bases(schemata_databases):
+        if base in (databases or ()):
+            errors.extend(_check_server(base))
+    return errors
+
+
+def _check_server(base: str) -> list[CheckMessage]:
+    """The database checks of one server that holds schemas."""
+    errors: list[CheckMessage] = []
+    # Said only when the project has several servers: one would always be 'default'.
+    on = "" if base == "default" else f" (database {base!r})"
+    for table, label in public_leftovers(base).items() if conf.SHARED_APPS else ():
         errors.append(
             Error(
-                f"public.{table} belongs to the tenant app {label!r}: a schema that lacks its "
-                f"own {table} would silently read and write this one.",
+                f"public.{table}{on} belongs to the tenant app {label!r}: a schema that lacks "
+                f"its own {table} would silently read and write this one.",
                 hint="Make public's tenant data a tenant with 'manage.py adopt_schema SCHEMA', "
                 f"move this app alone with 'manage.py move_app {label} --to SCHEMA', or drop it.",
                 id="schemata.E011",
             )
         )
     pool = conf.POOL
-    available = server_connections()
+    available = server_connections(base)
     if pool.max_size >= available:
         errors.append(
             Warning(
-                f"SCHEMATA_POOL['max_size'] = {pool.max_size} is more than the server can "
+                f"SCHEMATA_POOL['max_size'] = {pool.max_size} is more than the server{on} can "
                 f"give one process: max_connections leaves {available} for clients.",
                 hint="Keep processes x (max_size + 1) within max_connections minus "
                 "superuser_reserved_connections; lower max_size or raise max_connections.",
                 id="schemata.W005",
             )
         )
-    for extension, schema in misplaced_extensions().items():
+    for extension, schema in misplaced_extensions(base).items():
         errors.append(
             Error(
-                f"The extension {extension!r} is installed in the schema {schema!r}, where "
+                f"The extension {extension!r} is installed in the schema {schema!r}{on}, where "
                 f"no other schema sees its types and functions.",
                 hint=f"ALTER EXTENSION {extension} SET SCHEMA public (or a schema listed in "
                 f"SCHEMATA_EXTENSION_SCHEMAS), and create extensions from a shared app.",

@@ -18,6 +18,8 @@ SCHEMA_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
 HOST_RE = re.compile(r"[a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\]", re.ASCII)
 #: Between a schema and public on schema paths; see schemata/guard.py.
 GUARD_SCHEMA = "schemata_guard"
+#: The keys of a SCHEMATA_DOMAINS entry the package reads; the others are the user's config.
+ENTRY_KEYS = frozenset({"schema_name", "database"})
 RESERVED_SCHEMAS = frozenset({"public", "information_schema", GUARD_SCHEMA})
 #: Schema aliases whose derived settings are kept (least recently derived are dropped).
 DERIVED_CACHE_SIZE = 4096
@@ -167,6 +169,13 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
         return settings
 
 
+def bases(databases: SchemataDatabases, schemas: Iterable[Schema] = ()) -> list[str]:
+    """The aliases of the servers that hold tenant schemas: ``default``, then those the
+    schemas of the settings (and ``schemas``) name, in ``DATABASES`` order."""
+    named = {schema.base for schema in (*dict.values(databases.schemas), *schemas)}
+    return [alias for alias in dict.keys(databases) if alias == DEFAULT_BASE or alias in named]
+
+
 def _copy(value: Any) -> Any:
     """A deep copy of plain settings: new dicts and lists, the rest shared.
 
@@ -214,13 +223,12 @@ def expand_databases(
     result = SchemataDatabases(
         {alias: copy.deepcopy(dict(settings)) for alias, settings in databases.items()}
     )
-    base = result[DEFAULT_BASE]
     # ATOMIC_REQUESTS on every alias would open a transaction on each of them per request;
-    # SchemataMiddleware gives the guarantee on the request's schema alias instead.
-    result.atomic_requests = bool(base.get("ATOMIC_REQUESTS", False))
-    base["ATOMIC_REQUESTS"] = False
+    # SchemataMiddleware gives the guarantee on the request's schema alias instead. The
+    # schema aliases of every server follow default's setting: one rule for all requests.
+    result.atomic_requests = bool(result[DEFAULT_BASE].get("ATOMIC_REQUESTS", False))
 
-    by_name: dict[str, tuple[list[str], Mapping[str, Any]]] = {}
+    by_name: dict[str, tuple[list[str], Mapping[str, Any], str]] = {}
     host_to_name: dict[str, str] = {}
     seen: dict[str, str] = {}
     for domain, entry in domains.items():
@@ -231,9 +239,18 @@ def expand_databases(
                 f"SCHEMATA_DOMAINS[{domain!r}]: schema {name!r} would be the database alias "
                 f"{name!r}, which DATABASES already defines. Rename the schema or that alias."
             )
+        base = _check_base(domain, entry, result)
+        listed = by_name.setdefault(name, ([], entry, base))
+        if listed[2] != base:
+            raise ImproperlyConfigured(
+                f"SCHEMATA_DOMAINS[{domain!r}]: schema {name!r} is on database {base!r} here "
+                f"and on {listed[2]!r} for {listed[0][0]!r}. A schema lives on one server."
+            )
         seen[host] = domain
         host_to_name[host] = name
-        by_name.setdefault(name, ([], entry))[0].append(host)
+        listed[0].append(host)
+    for base in {DEFAULT_BASE, *(base for _, _, base in by_name.values())}:
+        result[base]["ATOMIC_REQUESTS"] = False
 
     result.schemas = SchemaMap(
         {
@@ -241,9 +258,10 @@ def expand_databases(
                 name=name,
                 alias=name,
                 domains=tuple(hosts),
-                config=MappingProxyType({k: v for k, v in entry.items() if k != "schema_name"}),
+                config=MappingProxyType({k: v for k, v in entry.items() if k not in ENTRY_KEYS}),
+                base=base,
             )
-            for name, (hosts, entry) in by_name.items()
+            for name, (hosts, entry, base) in by_name.items()
         },
         aliases=dict.keys(result),
     )
@@ -286,6 +304,23 @@ def domain_problem(domain: str) -> str | None:
         f"{host!r} is not a valid host name, so no request could ever have it (Django "
         f"refuses such a Host header before any middleware)."
     )
+
+
+def _check_base(domain: str, entry: Mapping[str, Any], databases: dict[str, Any]) -> str:
+    base = entry.get("database", DEFAULT_BASE)
+    problem = base_problem(base, databases)
+    if problem:
+        raise ImproperlyConfigured(f"SCHEMATA_DOMAINS[{domain!r}]['database']: {problem}")
+    return str(base)
+
+
+def base_problem(base: object, databases: dict[str, Any]) -> str | None:
+    """Say why ``base`` cannot hold tenant schemas, or return ``None`` when it can (its
+    engine is checked by ``schemata.E006``)."""
+    if not isinstance(base, str) or not dict.__contains__(databases, base):
+        known = ", ".join(repr(alias) for alias in dict.keys(databases))
+        return f"{base!r} is not an alias of DATABASES (which has {known})."
+    return None
 
 
 def _check_entry(domain: str, entry: object) -> str:

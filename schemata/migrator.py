@@ -29,13 +29,31 @@ PUBLIC = "public"
 BATCH = 500
 
 
+def public_job(base: str) -> str:
+    """How the ``public`` schema of the server ``base`` is named in jobs and output:
+    ``public`` for ``default``'s, ``public@eu`` for the server of the alias ``eu``."""
+    return PUBLIC if base == DEFAULT_DB_ALIAS else f"{PUBLIC}@{base}"
+
+
+def public_base(job: str) -> str | None:
+    """The base alias of a ``public_job()`` name, or ``None`` for a tenant schema's."""
+    if job == PUBLIC:
+        return DEFAULT_DB_ALIAS
+    prefix, at, base = job.partition("@")
+    return base if at and prefix == PUBLIC else None
+
+
 def migrate_schema(schema: str, options: dict[str, Any]) -> Outcome:
     """Run ``migrate`` on ``schema``'s alias with the schema active (``RunPython`` included),
     then mark the schema as migrated: ``post_migrate`` has run by the time ``migrate`` returns.
+
+    ``schema`` may also be a server's ``public`` (``public_job()``), migrated on its base alias
+    with no schema active.
     """
     plans: list[Any] = []
 
-    alias = DEFAULT_DB_ALIAS if schema == PUBLIC else schema
+    base = public_base(schema)
+    alias = base or schema
 
     def capture(sender: Any, using: str, plan: Any = None, **kwargs: Any) -> None:
         if using == alias:
@@ -50,8 +68,9 @@ def migrate_schema(schema: str, options: dict[str, Any]) -> Outcome:
     post_migrate.connect(capture, weak=False, dispatch_uid=f"schemata.capture.{schema}")
     try:
         with _migrating(schema), reusing_states():
-            if schema == PUBLIC:
-                outcome = _call(PUBLIC, "migrate", [], options, alias=DEFAULT_DB_ALIAS, then=mark)
+            if base is not None:
+                kwargs = {**options, "database": base}
+                outcome = _call(schema, "migrate", [], kwargs, alias=base, then=mark)
             else:
                 outcome = _call(schema, "migrate", [], {**options, "database": schema}, then=mark)
     finally:
@@ -67,11 +86,23 @@ def finished_schemas(schemas: list[str], options: dict[str, Any]) -> set[str]:
     """Those of ``schemas`` that a ``migrate_schema`` run with ``options`` left complete."""
     if options.get("plan") or options.get("check_unapplied") or options.get("app_label"):
         return set()  # nothing to tell a finished run by
+    return current_schemas(schemas)
+
+
+def current_schemas(jobs: Iterable[str]) -> set[str]:
+    """Those of ``jobs`` (schemas and ``public_job()`` names) that are up to date, read on
+    each one's own server."""
     done: set[str] = set()
-    for base in {conf.databases.schemas[name].base for name in schemas if name != PUBLIC}:
-        done |= up_to_date_schemas([n for n in schemas if n != PUBLIC], using=base)
-    if PUBLIC in schemas:
-        done |= up_to_date_schemas([PUBLIC])
+    by_base: dict[str, list[str]] = {}
+    for job in jobs:
+        base = public_base(job)
+        if base is not None:
+            if up_to_date_schemas([PUBLIC], using=base):
+                done.add(job)
+        else:
+            by_base.setdefault(conf.databases.schemas[job].base, []).append(job)
+    for base, names in by_base.items():
+        done |= up_to_date_schemas(names, using=base)
     return done
 
 
@@ -89,7 +120,7 @@ def _migrating(schema: str) -> Iterator[None]:
     still finishes its schema waits for it (the server drops a dead session's locks), then
     finds the schema up to date.
     """
-    base = DEFAULT_DB_ALIAS if schema == PUBLIC else conf.databases.schemas[schema].base
+    base = public_base(schema) or conf.databases.schemas[schema].base
     connection = connections[base]
     key = f"schemata.migrate:{schema}"
     with connection.cursor() as cursor:

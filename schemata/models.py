@@ -13,6 +13,8 @@ class Tenant(models.Model):
     """A schema created at run time, and the user's config of its ``Schema``."""
 
     schema_name = models.CharField(max_length=63, unique=True)
+    #: The alias in DATABASES of the server that holds the schema.
+    database = models.CharField(max_length=100, default="default")
     config = models.JSONField(default=dict, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 

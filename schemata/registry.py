@@ -32,6 +32,7 @@ from schemata.conf import conf
 from schemata.databases import (
     DEFAULT_BASE,
     Schema,
+    base_problem,
     domain_problem,
     normalize_host,
     schema_name_problem,
@@ -41,7 +42,8 @@ from schemata.databases import (
 REVISION_SQL = "SELECT coalesce((SELECT number FROM schemata_revision WHERE id = 1), 0)"
 #: The revision and every tenant with its domains, in one snapshot.
 LOAD_SQL = (
-    f"SELECT r.number, t.schema_name, t.config, d.domain FROM ({REVISION_SQL} AS number) r "
+    "SELECT r.number, t.schema_name, t.config, d.domain, t.database "
+    f"FROM ({REVISION_SQL} AS number) r "
     "LEFT JOIN schemata_tenant t ON true LEFT JOIN schemata_domain d ON d.tenant_id = t.id "
     "ORDER BY t.schema_name, d.id"
 )
@@ -228,13 +230,15 @@ def _snapshot_of(rows: list[Any] | None) -> Snapshot:
     settings_hosts = databases.domains
     hosts: dict[str, list[str]] = {}
     configs: dict[str, Any] = {}
-    for _revision, name, config, domain in rows:
+    bases: dict[str, str] = {}
+    for _revision, name, config, domain, base in rows:
         # Entries that clash with the settings, or were written past the API's validation,
-        # are left out: the settings win, and check E015 names them.
+        # are left out: the settings win, and checks E015 and E016 name them.
         if name is None or name in dict.keys(databases.schemas) or name in dict.keys(databases):
             continue
-        if schema_name_problem(name):
+        if schema_name_problem(name) or base_problem(base, databases):
             continue
+        bases[name] = base
         # Django reads jsonb as text (JSONField decodes it), and so does this raw query.
         configs[name] = json.loads(config) if isinstance(config, str) else config
         if domain is not None and domain not in settings_hosts and _servable(domain):
@@ -245,7 +249,7 @@ def _snapshot_of(rows: list[Any] | None) -> Snapshot:
             alias=name,
             domains=tuple(hosts.get(name, ())),
             config=MappingProxyType(dict(config) if isinstance(config, Mapping) else {}),
-            base=DEFAULT_BASE,
+            base=bases[name],
         )
         for name, config in configs.items()
     }
@@ -289,7 +293,7 @@ def problems() -> list[tuple[str, str]]:
     databases = conf.databases
     found: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for _revision, name, _config, domain in rows or ():
+    for _revision, name, _config, domain, base in rows or ():
         if name is None:
             continue
         if name not in seen:
@@ -299,6 +303,8 @@ def problems() -> list[tuple[str, str]]:
                 found.append(("E015", f"The run-time tenant {name!r} has a name {where} uses."))
             elif name_problem := schema_name_problem(name):
                 found.append(("E016", f"The run-time tenant {name!r}: {name_problem}"))
+            elif base_problem_ := base_problem(base, databases):
+                found.append(("E016", f"The run-time tenant {name!r}'s database: {base_problem_}"))
         if domain is None:
             continue
         if domain in databases.domains:

@@ -46,7 +46,11 @@ class SchemataRouter:
         db1, db2 = obj1._state.db, obj2._state.db
         if db1 is None or db2 is None:
             return None
-        return _server(db1) == _server(db2) or None
+        if db1 not in conf.databases.schemas and db2 not in conf.databases.schemas:
+            return None  # the project's own aliases (a replica, say): its routers decide
+        # Schemas of one server may refer to each other (and to its public); a foreign key
+        # cannot reach another server's tables.
+        return _server(db1) == _server(db2)
 
     def allow_migrate(
         self, db: str, app_label: str, model_name: str | None = None, **hints: Any

@@ -19,6 +19,7 @@ from schemata.connections import release_idle_connections
 from schemata.databases import (
     Schema,
     application_name,
+    base_problem,
     domain_problem,
     normalize_host,
     schema_name_problem,
@@ -30,10 +31,16 @@ BASE = DEFAULT_DB_ALIAS
 
 
 def create_tenant(
-    domain: str | Iterable[str], schema_name: str, template: str | None = None, **config: Any
+    domain: str | Iterable[str],
+    schema_name: str,
+    template: str | None = None,
+    *,
+    database: str = BASE,
+    **config: Any,
 ) -> Schema:
-    """Create the schema ``schema_name`` (a copy of ``template``, else migrated), serve it at
-    ``domain`` (one host or several) with ``config``, and return its ``Schema``.
+    """Create the schema ``schema_name`` (a copy of ``template``, else migrated) on the server
+    of the ``DATABASES`` alias ``database``, serve it at ``domain`` (one host or several) with
+    ``config``, and return its ``Schema``.
 
     All or nothing: when any step fails, neither the schema nor the tenant is left behind.
     """
@@ -42,7 +49,10 @@ def create_tenant(
     _enabled()
 
     hosts = _hosts([domain] if isinstance(domain, str) else list(domain))
-    name = _free_name(schema_name)
+    problem = base_problem(database, conf.databases)
+    if problem:
+        raise SchemataError(f"database={database!r}: {problem}")
+    name = _free_name(schema_name, database)
     for host in hosts:
         _check_free_host(host)
     try:
@@ -50,21 +60,23 @@ def create_tenant(
     except (TypeError, ValueError) as exc:
         raise SchemataError(f"The config of {name!r} must be JSON: {exc}.") from exc
     if template is None:
-        _create_migrated(name)
+        _create_migrated(name, database)
     try:
-        with transaction.atomic(using=BASE):
+        with transaction.atomic(using=BASE), transaction.atomic(using=database):
             if template is not None:
                 from schemata.cloning import clone_schema
 
-                clone_schema(template, name, using=BASE)
-            tenant = Tenant.objects.using(BASE).create(schema_name=name, config=config)
+                clone_schema(template, name, using=database)
+            tenant = Tenant.objects.using(BASE).create(
+                schema_name=name, database=database, config=config
+            )
             Domain.objects.using(BASE).bulk_create(
                 [Domain(domain=host, tenant=tenant) for host in hosts]
             )
             _bump()
     except BaseException as exc:
         if template is None:  # the schema was made (and migrated) before this transaction
-            _drop(name)
+            _drop(name, database)
         if isinstance(exc, IntegrityError):
             raise SchemataError(
                 f"Another process registered {name!r} or one of {', '.join(hosts)} meanwhile."
@@ -95,11 +107,14 @@ def delete_tenant(schema_name: str) -> None:
     release_idle_connections()
     try:
         with transaction.atomic(using=BASE):
-            deleted, _ = Tenant.objects.using(BASE).filter(schema_name=schema_name).delete()
-            if not deleted:
+            tenant = Tenant.objects.using(BASE).filter(schema_name=schema_name).first()
+            if tenant is None:
                 raise UnknownSchema(f"No tenant registered at run time is called {schema_name!r}.")
+            tenant.delete()
             _bump()
-            _drop(schema_name)
+            # On another server, the drop commits first: a tenant left registered without its
+            # schema fails loudly and can be deleted again; the reverse would serve nothing.
+            _drop(schema_name, tenant.database)
     finally:
         registry.invalidate()
 
@@ -200,7 +215,7 @@ def _hosts(domains: list[Any]) -> list[str]:
     return hosts
 
 
-def _free_name(name: object) -> str:
+def _free_name(name: object, database: str) -> str:
     from schemata.models import Tenant
 
     if not isinstance(name, str):
@@ -215,7 +230,7 @@ def _free_name(name: object) -> str:
         raise SchemataError(f"SCHEMATA_DOMAINS already has the schema {name!r}.")
     if Tenant.objects.using(BASE).filter(schema_name=name).exists():
         raise SchemataError(f"A tenant called {name!r} exists already.")
-    with connections[BASE].cursor() as cursor:
+    with connections[database].cursor() as cursor:
         cursor.execute("SELECT to_regnamespace(%s) IS NOT NULL", [name])
         if cursor.fetchone()[0]:
             raise SchemataError(
@@ -240,9 +255,9 @@ def _check_free_host(host: str) -> None:
 
 
 @contextmanager
-def _provisional(name: str) -> Iterator[None]:
+def _provisional(name: str, database: str) -> Iterator[None]:
     """Let ``name`` be a schema alias in this process before it is registered."""
-    registry.provisional[name] = Schema(name=name, alias=name, domains=())
+    registry.provisional[name] = Schema(name=name, alias=name, domains=(), base=database)
     try:
         yield
     finally:
@@ -250,26 +265,26 @@ def _provisional(name: str) -> Iterator[None]:
         release_idle_connections()
 
 
-def _create_migrated(name: str) -> None:
+def _create_migrated(name: str, database: str) -> None:
     from schemata.migrator import migrate_schema
     from schemata.runner import FAILED
 
-    connection = connections[BASE]
+    connection = connections[database]
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE SCHEMA {connection.ops.quote_name(name)}")
     try:
-        with _provisional(name):
+        with _provisional(name, database):
             outcome = migrate_schema(name, {"verbosity": 0, "interactive": False})
         if outcome.status == FAILED:
             raise SchemataError(f"Migrating the new schema {name!r} failed: {outcome.error}")
     except BaseException:
-        _drop(name)
+        _drop(name, database)
         raise
 
 
-def _drop(name: str) -> None:
+def _drop(name: str, database: str) -> None:
     """End the connections open on ``name`` (any process of this role), then drop it."""
-    connection = connections[BASE]
+    connection = connections[database]
     quoted = connection.ops.quote_name(name)
     with connection.cursor() as cursor:
         cursor.execute(

@@ -96,17 +96,29 @@ def test_relations_between_schemas_of_one_database_are_allowed() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
-def test_relations_with_another_server_get_no_opinion() -> None:
+def test_relations_with_another_server_are_refused() -> None:
     databases = expand_databases(
-        {"default": connections.settings["default"], "elsewhere": {"HOST": "o", "NAME": "x"}},
-        settings.SCHEMATA_DOMAINS,
+        {
+            "default": connections.settings["default"],
+            "elsewhere": {"HOST": "o", "NAME": "x"},
+            "replica": {"HOST": "r", "NAME": "x"},
+        },
+        {
+            **settings.SCHEMATA_DOMAINS,
+            "far.example.com": {"schema_name": "far", "database": "elsewhere"},
+        },
     )
     router = SchemataRouter()
-    alpha, other = Note(), Note()
-    alpha._state.db, other._state.db = "alpha", "elsewhere"
+    alpha, other, far, replica = Note(), Note(), Note(), Note()
+    alpha._state.db, other._state.db, far._state.db = "alpha", "elsewhere", "far"
+    replica._state.db = "replica"
 
     with override_settings(DATABASES=databases):
-        assert router.allow_relation(alpha, other) is None
+        assert router.allow_relation(alpha, other) is False
+        assert router.allow_relation(alpha, far) is False
+        assert router.allow_relation(far, other) is True  # its server's public
+        # Between the project's own aliases, its own routers decide.
+        assert router.allow_relation(other, replica) is None
 
 
 def test_allow_migrate_has_no_opinion() -> None:

@@ -7,7 +7,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from schemata.cloning import clone_schema
 from schemata.conf import conf
-from schemata.databases import application_name
+from schemata.databases import application_name, base_problem, bases
 from schemata.exceptions import SchemataError
 from schemata.registry import all_schemas
 from schemata.schemas import (
@@ -42,6 +42,13 @@ class Command(BaseCommand):
             "and migration records) instead of empty, so they need no migration.",
         )
         parser.add_argument(
+            "--database",
+            default=DEFAULT_DB_ALIAS,
+            metavar="ALIAS",
+            help="With --drop: the DATABASES alias of the server to drop it on (default: "
+            "default).",
+        )
+        parser.add_argument(
             "--noinput",
             "--no-input",
             action="store_false",
@@ -56,51 +63,69 @@ class Command(BaseCommand):
         drop: str | None,
         clone_from: str | None,
         interactive: bool,
+        database: str,
         **options: Any,
     ) -> None:
         if drop is not None:
-            self.drop(drop, dry_run=dry_run, interactive=interactive)
+            self.drop(drop, database, dry_run=dry_run, interactive=interactive)
             return
         schemas = all_schemas()
-        present = existing_schemas()
-        for name in schemas:
-            if name in present:
-                state = "exists"
-            elif dry_run:
-                state = "would be created"
-            elif clone_from:
-                try:
-                    clone_schema(clone_from, name)
-                except SchemataError as exc:
-                    raise CommandError(str(exc)) from exc
-                state = f"created from {clone_from}"
-            else:
-                state = "created" if create_schema(name) else "exists"
-            self.stdout.write(f"{name}: {state}")
-        for name in sorted(present - set(schemas) - extension_schemas()):
-            self.stdout.write(f"{name}: in the database, named by no domain (left alone)")
-        if conf.SHARED_APPS:
-            for table, label in public_leftovers().items():
-                self.stdout.write(
-                    f"public.{table}: table of the tenant app {label!r} left in public; a "
-                    f"schema without its own would use it. Adopt public's tenant tables as a "
-                    f"schema (adopt_schema SCHEMA), move this app (move_app {label} --to "
-                    f"SCHEMA) or drop it."
-                )
+        template = schemas.get(clone_from) if clone_from else None
+        for base in bases(conf.databases, schemas.values()):
+            # Said only when the project has several servers: one would always be 'default'.
+            on = "" if base == DEFAULT_DB_ALIAS else f" (database {base!r})"
+            present = existing_schemas(base)
+            members = [name for name, schema in schemas.items() if schema.base == base]
+            for name in members:
+                if name in present:
+                    state = "exists"
+                elif dry_run:
+                    state = "would be created"
+                elif clone_from:
+                    if template is not None and template.base != base:
+                        raise CommandError(
+                            f"Cannot clone {clone_from!r} into {name!r}: {name!r} lives on "
+                            f"{base!r} and {clone_from!r} on {template.base!r}; a clone is "
+                            f"made within one server. Use a template on {base!r}."
+                        )
+                    try:
+                        clone_schema(clone_from, name, using=base)
+                    except SchemataError as exc:
+                        raise CommandError(str(exc)) from exc
+                    state = f"created from {clone_from}"
+                else:
+                    state = "created" if create_schema(name, base) else "exists"
+                self.stdout.write(f"{name}: {state}{on}")
+            for name in sorted(present - set(members) - extension_schemas(base)):
+                self.stdout.write(f"{name}{on}: in the database, named by no domain (left alone)")
+            if conf.SHARED_APPS:
+                for table, label in public_leftovers(base).items():
+                    self.stdout.write(
+                        f"public.{table}{on}: table of the tenant app {label!r} left in public; "
+                        f"a schema without its own would use it. Adopt public's tenant tables "
+                        f"as a schema (adopt_schema SCHEMA), move this app (move_app {label} "
+                        f"--to SCHEMA) or drop it."
+                    )
 
-    def drop(self, name: str, *, dry_run: bool, interactive: bool) -> None:
-        if dict.__contains__(conf.databases.schemas, name):
+    def drop(self, name: str, database: str, *, dry_run: bool, interactive: bool) -> None:
+        declared = dict.get(conf.databases.schemas, name)
+        if declared is not None and declared.base == database:
             raise CommandError(
                 f"Refusing to drop {name!r}: SCHEMATA_DOMAINS still names it. Remove its "
                 f"domains from the settings first."
             )
-        if name in conf.databases.schemas:
+        runtime = conf.databases.schemas.get(name)
+        if runtime is not None and runtime.base == database:
             raise CommandError(
                 f"Refusing to drop {name!r}: it is a tenant registered at run time. Remove it "
                 f"with 'manage.py tenants remove {name}'."
             )
-        if name not in existing_schemas():
-            raise CommandError(f"There is no schema {name!r} to drop.")
+        problem = base_problem(database, conf.databases)
+        if problem:
+            raise CommandError(f"--database: {problem}")
+        if name not in existing_schemas(database):
+            where = "" if database == DEFAULT_DB_ALIAS else f" on {database!r}"
+            raise CommandError(f"There is no schema {name!r} to drop{where}.")
         if dry_run:
             self.stdout.write(f"{name}: would be dropped")
             return
@@ -111,7 +136,7 @@ class Command(BaseCommand):
             )
             if answer != "yes":
                 raise CommandError("Drop cancelled: nothing was changed.")
-        connection = connections[DEFAULT_DB_ALIAS]
+        connection = connections[database]
         with connection.cursor() as cursor:
             cursor.execute(f"DROP SCHEMA {connection.ops.quote_name(name)} CASCADE")
             # Connections still open on it (other processes, persistent connections) would

@@ -10,9 +10,17 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.migrations.loader import MigrationLoader
 
 from schemata.conf import conf
+from schemata.databases import bases
 from schemata.guard import build_guard
 from schemata.management.base import SchemaCommand
-from schemata.migrator import PUBLIC, applied_migrations, migrate_schema, up_to_date_schemas
+from schemata.migrator import (
+    PUBLIC,
+    applied_migrations,
+    current_schemas,
+    migrate_schema,
+    public_job,
+)
+from schemata.registry import all_schemas
 from schemata.runner import FAILED, Outcome
 from schemata.statecache import check_django
 
@@ -59,9 +67,11 @@ class Command(SchemaCommand):
                 "--schema NAME instead of --database."
             )
         names = self.select_schemas(options["schemas"], options["exclude"])
+        known = all_schemas()
+        servers = bases(conf.databases, (known[name] for name in names))
         if not options.get("skip_checks"):
-            # Checks once, on the base database: not once per schema alias.
-            self.check(databases=[DEFAULT_DB_ALIAS])
+            # Checks once per server: not once per schema alias.
+            self.check(databases=servers)
         verbosity = options["verbosity"]
         run = {
             "parallel": options["parallel"],
@@ -95,16 +105,15 @@ class Command(SchemaCommand):
         skip_current = not (
             options["app_label"] or options["run_syncdb"] or options["prune"] or options["plan"]
         )
-        if with_public:
-            self.migrate_public(migrate_options, skip_current)
-        elif conf.SHARED_APPS and not read_only:
-            self.refuse_behind_public()
-            build_guard(DEFAULT_DB_ALIAS)  # the tenant models may have changed since
+        for base in servers:
+            if with_public:
+                self.migrate_public(base, migrate_options, skip_current)
+            elif conf.SHARED_APPS and not read_only:
+                self.refuse_behind_public(base)
+                build_guard(base)  # the tenant models may have changed since
         done: list[Outcome] = []
         if skip_current:
-            current = set()
-            for base in {conf.databases.schemas[name].base for name in names}:
-                current |= up_to_date_schemas(names, using=base)
+            current = current_schemas(names)
             done = [Outcome(name, "up to date") for name in names if name in current]
             names = [name for name in names if name not in current]
         self.run_per_schema(
@@ -140,10 +149,10 @@ class Command(SchemaCommand):
             return True
         return bool(conf.SHARED_APPS) and not (options["schemas"] or options["exclude"])
 
-    def refuse_behind_public(self) -> None:
+    def refuse_behind_public(self, base: str) -> None:
         """Stop before the schemas record shared migrations that public does not have."""
         nodes = MigrationLoader(None, ignore_no_migrations=True).graph.nodes
-        applied = applied_migrations([PUBLIC]).get(PUBLIC, set())
+        applied = applied_migrations([PUBLIC], using=base).get(PUBLIC, set())
         missing = sorted(
             f"{app}.{name}"
             for app, name in nodes
@@ -152,22 +161,24 @@ class Command(SchemaCommand):
         if missing:
             shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
             raise CommandError(
-                f"public lacks {len(missing)} migration{'s' if len(missing) > 1 else ''} of "
-                f"shared apps ({shown}): the schemas would record them as applied before public "
-                f"has them. Add --public to migrate public first, or run 'manage.py migrate'."
+                f"{public_job(base)} lacks {len(missing)} "
+                f"migration{'s' if len(missing) > 1 else ''} of shared apps ({shown}): the "
+                f"schemas would record them as applied before public has them. Add --public "
+                f"to migrate public first, or run 'manage.py migrate --database {base}'."
             )
 
-    def migrate_public(self, options: dict[str, Any], skip_current: bool) -> None:
-        """Migrate the base database first: schema tables may refer to shared ones."""
-        if skip_current and PUBLIC in up_to_date_schemas([PUBLIC]):
-            build_guard(DEFAULT_DB_ALIAS)  # migrate would have, after its post_migrate
+    def migrate_public(self, base: str, options: dict[str, Any], skip_current: bool) -> None:
+        """Migrate a server's public first: schema tables may refer to shared ones."""
+        job = public_job(base)
+        if skip_current and current_schemas([job]):
+            build_guard(base)  # migrate would have, after its post_migrate
             return
-        outcome = migrate_schema(PUBLIC, options)
+        outcome = migrate_schema(job, options)
         for line in outcome.lines:
-            self.stdout.write(f"[{PUBLIC}] {line}")
+            self.stdout.write(f"[{job}] {line}")
         if outcome.status == FAILED:
             raise CommandError(
-                f"Migrating {PUBLIC} failed, so no schema was migrated: {outcome.error}"
+                f"Migrating {job} failed, so no schema was migrated: {outcome.error}"
             )
 
 

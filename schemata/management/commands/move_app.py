@@ -4,6 +4,7 @@ from typing import Any
 
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS
 
 from schemata.moving import PUBLIC, MoveRefused, move_apps
 from schemata.registry import all_schemas
@@ -44,16 +45,29 @@ class Command(BaseCommand):
                 apps.get_app_config(label)
             except LookupError as exc:
                 raise CommandError(str(exc)) from exc
-        known = {PUBLIC, *all_schemas()}
+        known = all_schemas()
         for name in (source, target):
-            if name not in known:
+            if name != PUBLIC and name not in known:
                 raise CommandError(
                     f"Unknown schema {name!r}: use public or a schema of SCHEMATA_DOMAINS."
                 )
         if source == target:
             raise CommandError("--from and --to name the same schema.")
+        # Within one server: public is the one of the tenant schema's server.
+        servers = {known[name].base for name in (source, target) if name != PUBLIC}
+        if len(servers) > 1:
+            raise CommandError(
+                f"{source!r} and {target!r} live on different servers "
+                f"({known[source].base!r} and {known[target].base!r}): move_app moves tables "
+                f"within one server. Move the tenant with move_schema first."
+            )
         try:
-            lines = move_apps(list(dict.fromkeys(app_labels)), source, target)
+            lines = move_apps(
+                list(dict.fromkeys(app_labels)),
+                source,
+                target,
+                using=servers.pop() if servers else DEFAULT_DB_ALIAS,
+            )
         except MoveRefused as exc:
             raise CommandError(str(exc)) from exc
         for line in lines:

@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from schemata.conf import conf
+from schemata.databases import Schema
 from schemata.exceptions import SchemataError
 from schemata.registry import registry
 from schemata.tenants import add_domain, create_tenant, delete_tenant, remove_domain
@@ -27,6 +28,12 @@ class Command(BaseCommand):
             "--template",
             metavar="SCHEMA",
             help="Copy this migrated schema instead of running every migration.",
+        )
+        add.add_argument(
+            "--database",
+            default="default",
+            metavar="ALIAS",
+            help="The DATABASES alias of the server to create it on (default: default).",
         )
         add.add_argument(
             "--set",
@@ -59,7 +66,11 @@ class Command(BaseCommand):
             elif action == "add":
                 config = dict(_pair(item) for item in options["set"])
                 schema = create_tenant(
-                    options["domains"], options["name"], template=options["template"], **config
+                    options["domains"],
+                    options["name"],
+                    template=options["template"],
+                    database=options["database"],
+                    **config,
                 )
                 self.stdout.write(f"{schema.name}: created, served at {', '.join(schema.domains)}")
             elif action == "remove":
@@ -75,9 +86,14 @@ class Command(BaseCommand):
 
     def list(self) -> None:
         for schema in conf.databases.schemas.values():
-            self.stdout.write(f"{schema.name} (settings): {', '.join(schema.domains)}")
+            self.stdout.write(
+                f"{schema.name} (settings{_on(schema)}): {', '.join(schema.domains)}"
+            )
         for schema in registry.schemas().values():
-            self.stdout.write(f"{schema.name}: {', '.join(schema.domains)}")
+            where = _on(schema)
+            self.stdout.write(
+                f"{schema.name}{f' ({where[2:]})' if where else ''}: {', '.join(schema.domains)}"
+            )
 
     def remove(self, name: str, *, interactive: bool) -> None:
         if interactive:
@@ -89,6 +105,11 @@ class Command(BaseCommand):
                 raise CommandError("Removal cancelled: nothing was changed.")
         delete_tenant(name)
         self.stdout.write(f"{name}: removed, schema dropped")
+
+
+def _on(schema: Schema) -> str:
+    """Where ``schema`` lives, when not on ``default``."""
+    return "" if schema.base == "default" else f", database {schema.base!r}"
 
 
 def _pair(item: str) -> tuple[str, Any]:
