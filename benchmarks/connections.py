@@ -9,8 +9,9 @@ random over N tenants (benchmarks/shop/rotate.lua). The view runs one query,
 
 The script makes its own virtualenv (benchmarks/.venv: Django 5.2, gunicorn, django-tenants;
 django-schemata is this checkout) and re-runs itself in it; it installs wrk with apt-get when
-missing (as root). With DATABASE_URL unset it starts a throwaway PostgreSQL server
-(tests/pgserver.py); with it set, that server's role must be allowed to CREATE DATABASE.
+missing (as root), and PostgreSQL too. With DATABASE_URL unset it starts a throwaway
+PostgreSQL server (tests/pgserver.py); with it set, that server's role must be allowed to
+CREATE DATABASE.
 """
 
 from __future__ import annotations
@@ -431,7 +432,7 @@ def main() -> None:
             from tests.pgserver import running
 
             # Every configuration of a worker class stays up, holding its idle connections.
-            server = stack.enter_context(running(max_connections=400))
+            server = stack.enter_context(running(max_connections=400, install=True))
             server.create_database("schemata")
             url = server.url("schemata")
         parent(args, url)

@@ -1,6 +1,6 @@
 """Time, memory and connections of migrate_schemata at 10 to 1,000 schemas; commands vs domains.
 
-Usage: tests/postgres.sh python benchmarks/migrations.py
+Usage: python benchmarks/migrations.py
 
 Every command runs in a process of its own, as ``python -m django COMMAND`` would, with the
 settings module ``benchmarks.migrations_settings`` (``--parallel`` spawns workers that import
@@ -8,8 +8,9 @@ it by name) and ``SCHEMATA_BENCH_SCHEMAS`` domains. That process runs the comman
 then reads its own peak RSS (the main process) and ``RUSAGE_CHILDREN`` (the largest of the
 worker processes, which the command has joined by the time it returns).
 
-With DATABASE_URL unset, the script re-runs itself under tests/postgres.sh, which starts a
-throwaway PostgreSQL server for the duration of the run.
+With DATABASE_URL unset, the script re-runs itself under tests/pgserver.py, which starts a
+throwaway PostgreSQL server for the duration of the run (as root, installing PostgreSQL with
+apt-get when it is missing).
 """
 
 from __future__ import annotations
@@ -650,10 +651,8 @@ def main() -> None:
         parser.error("every --*reps must be at least 1")
 
     if not os.environ.get("DATABASE_URL"):
-        script = ROOT / "tests" / "postgres.sh"
-        if not script.exists():
-            sys.exit("Set DATABASE_URL to a PostgreSQL database whose role may CREATE DATABASE.")
-        os.execvp("bash", ["bash", str(script), sys.executable, __file__, *sys.argv[1:]])
+        launcher = [sys.executable, str(ROOT / "tests" / "pgserver.py"), "--install", "--"]
+        os.execv(sys.executable, [*launcher, sys.executable, __file__, *sys.argv[1:]])
     parent(args)
 
 

@@ -1,9 +1,11 @@
 """A new schema: full migration vs a copy of a migrated template (``clone_schema``).
 
-Usage: tests/postgres.sh python benchmarks/provisioning.py [--schemas N]
+Usage: python benchmarks/provisioning.py [--schemas N]
 
 Uses the app of benchmarks/migrations.py (20 migrations of its own, 34 per schema with
-contenttypes and auth), in a database of its own that it drops at the end.
+contenttypes and auth), in a database of its own that it drops at the end. With DATABASE_URL
+unset, the script re-runs itself under tests/pgserver.py, which starts a throwaway PostgreSQL
+server for the duration of the run.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ def main() -> None:
     parser.add_argument("--schemas", type=int, default=20, help="schemas per method")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL"):
+        launcher = [sys.executable, str(ROOT / "tests" / "pgserver.py"), "--install", "--"]
         script = [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]]
-        os.execv("/bin/bash", ["bash", str(ROOT / "tests" / "postgres.sh"), *script])
+        os.execv(sys.executable, [*launcher, *script])
 
     sys.path.insert(0, str(ROOT))
     from benchmarks.migrations import Databases

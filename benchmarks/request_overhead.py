@@ -1,14 +1,15 @@
 """Per-request cost of django-schemata, against plain Django and against naive eager aliases.
 
-Usage: tests/postgres.sh python benchmarks/request_overhead.py
+Usage: python benchmarks/request_overhead.py
 
 Each configuration runs in its own process (Django is configured once per process) against
 a fresh database, and serves a one-query view through Django's real WSGI handler. The test
 client is not used: it disconnects ``close_old_connections`` from the request signals and so
 hides the per-alias work that Django does on every request.
 
-With DATABASE_URL unset, the script re-runs itself under tests/postgres.sh, which starts a
-throwaway PostgreSQL server for the duration of the run.
+With DATABASE_URL unset, the script re-runs itself under tests/pgserver.py, which starts a
+throwaway PostgreSQL server for the duration of the run (as root, installing PostgreSQL with
+apt-get when it is missing).
 """
 
 from __future__ import annotations
@@ -389,10 +390,8 @@ def main() -> None:
         child_main(kind, int(n), database, args.requests, args.warmup)
         return
     if not os.environ.get("DATABASE_URL"):
-        script = ROOT / "tests" / "postgres.sh"
-        if not script.exists():
-            sys.exit("Set DATABASE_URL to a PostgreSQL database whose role may CREATE DATABASE.")
-        os.execvp("bash", ["bash", str(script), sys.executable, __file__, *sys.argv[1:]])
+        launcher = [sys.executable, str(ROOT / "tests" / "pgserver.py"), "--install", "--"]
+        os.execv(sys.executable, [*launcher, sys.executable, __file__, *sys.argv[1:]])
     parent(args)
 
 

@@ -8,6 +8,8 @@ import http.client
 import os
 import random
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -430,3 +432,40 @@ def test_signing_up_refuses_a_taken_name(port: int) -> None:
 
     assert refused.status == 400
     assert "SCHEMATA_DOMAINS already has the schema" in html.unescape(refused.text)
+
+
+def test_run_starts_postgresql_of_its_own_and_stops_it_on_sigterm() -> None:
+    data = Path(tempfile.mkdtemp(prefix="schemata-demo-run.", dir="/tmp"))
+    data.chmod(0o755)  # as root the server runs as nobody, who must reach its directory
+    port = _free_port()
+    # As a user runs it: no DATABASE_URL, and nothing of this suite's imports.
+    unset = {"DATABASE_URL", "PYTHONPATH", "PYTHONSAFEPATH", "DJANGO_SETTINGS_MODULE"}
+    env = {key: value for key, value in os.environ.items() if key not in unset}
+    env.update(PORT=str(port), DEMO_PGDATA=str(data / "pgdata"))
+    try:
+        with tempfile.TemporaryFile() as log:
+            process = subprocess.Popen(
+                [str(DEMO / "run")], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+            try:
+                deadline = time.monotonic() + 300
+                while process.poll() is None and not _answers(port):
+                    assert time.monotonic() < deadline, "the demo did not start in 300 s"
+                    time.sleep(0.5)
+                served = Client(port, "beta.localhost").get()
+                process.send_signal(signal.SIGTERM)
+                process.wait(60)
+            finally:
+                stop(process)
+            log.seek(0)
+            output = log.read().decode()
+
+        assert served.status == 200, output
+        assert '<dd id="schema">beta</dd>' in served.text
+        assert process.returncode == 128 + signal.SIGTERM, output
+        assert f"pgserver: creating a database cluster in {data / 'pgdata'}" in output
+        assert output.rstrip().endswith("pgserver: stopped PostgreSQL")
+        assert (data / "pgdata" / "PG_VERSION").exists()  # kept for the next run
+        assert not (data / "pgdata" / "postmaster.pid").exists()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.db import connections
 
+from tests.pgserver import find_bindir
 from tests.test_commands_migrate import run
 
 pytestmark = pytest.mark.django_db
@@ -110,8 +111,4 @@ def url_of_test_database() -> str:
 
 
 def psql_dir() -> str:
-    root = Path(__file__).resolve().parent
-    out = subprocess.run(
-        ["bash", str(root / "postgres.sh"), "--bindir"], capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip()
+    return str(find_bindir())
