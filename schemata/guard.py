@@ -16,12 +16,14 @@ follows the models (see ``apps.py``); connections refuse to open without it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from typing import Any
 
 from django.apps import apps
 from django.db import connections, models, transaction
 
+from schemata.citus import convert_after_migrate, local_schemas
 from schemata.conf import conf
 from schemata.databases import GUARD_SCHEMA
 
@@ -84,23 +86,31 @@ def build_guard(using: str) -> None:
                 f"CREATE TRIGGER refuse_write INSTEAD OF INSERT OR UPDATE OR DELETE ON {view} "
                 f"FOR EACH ROW EXECUTE FUNCTION {GUARD_SCHEMA}.refuse_write()",
             ]
-    # The definition's digest, kept as the schema's comment, makes an unchanged guard free.
-    digest = hashlib.sha256("\n".join(statements).encode()).hexdigest()
     with transaction.atomic(using=using), connection.cursor() as cursor:
         cursor.execute(
-            "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s",
+            "SELECT (SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace "
+            "WHERE nspname = %s), EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')",
             [GUARD_SCHEMA],
         )
-        row = cursor.fetchone()
-        if (row[0] if row else None) == (digest if conf.SHARED_APPS else None):
+        comment, citus = cursor.fetchone()
+        # The definition's digest, kept as the schema's comment, makes an unchanged guard
+        # free. On Citus it differs, so that a guard made a distributed schema is rebuilt.
+        definition = "\n".join(["citus" if citus else "", *statements])
+        digest = hashlib.sha256(definition.encode()).hexdigest()
+        if comment == (digest if conf.SHARED_APPS else None):
             return
-        for statement in statements:
-            cursor.execute(statement)
+        # With schema-based sharding, CREATE SCHEMA would make the guard a distributed schema:
+        # placed on a worker, for views that only the coordinator ever reads.
+        with local_schemas(cursor) if citus else contextlib.nullcontext():
+            for statement in statements:
+                cursor.execute(statement)
         if conf.SHARED_APPS:
             cursor.execute(f"COMMENT ON SCHEMA {GUARD_SCHEMA} IS %s", [digest])
 
 
 def rebuild_after_migrate(sender: Any, using: str, **kwargs: Any) -> None:
-    """``post_migrate`` receiver: rebuild the guard after ``migrate`` on a base database."""
+    """``post_migrate`` receiver: rebuild the guard after ``migrate`` on a base database (and
+    on Citus, make the shared apps' tables reference tables, for tenant tables' foreign keys)."""
     if using not in conf.databases.schemas:
         build_guard(using)
+        convert_after_migrate(using)
