@@ -95,7 +95,7 @@ def build_guard(using: str) -> None:
         comment, citus = cursor.fetchone()
         # The definition's digest, kept as the schema's comment, makes an unchanged guard
         # free. On Citus it differs, so that a guard made a distributed schema is rebuilt.
-        definition = "\n".join(["citus" if citus else "", *statements])
+        definition = "\n".join(["citus", *statements] if citus else statements)
         digest = hashlib.sha256(definition.encode()).hexdigest()
         if comment == (digest if conf.SHARED_APPS else None):
             return
