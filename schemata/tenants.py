@@ -25,7 +25,7 @@ from schemata.databases import (
     schema_name_problem,
 )
 from schemata.exceptions import SchemataError, UnknownSchema
-from schemata.registry import BUMP_SQL, registry
+from schemata.registry import BUMP_SQL, all_schemas, registry
 
 BASE = DEFAULT_DB_ALIAS
 
@@ -59,7 +59,14 @@ def create_tenant(
         json.dumps(config)
     except (TypeError, ValueError) as exc:
         raise SchemataError(f"The config of {name!r} must be JSON: {exc}.") from exc
-    if template is None:
+    if template is not None:
+        source = all_schemas().get(template)
+        if source is not None and source.base != database:
+            raise SchemataError(
+                f"The template {template!r} lives on {source.base!r}, not {database!r}: a clone "
+                f"is made within one server. Use a template on {database!r}."
+            )
+    else:
         _create_migrated(name, database)
     try:
         with transaction.atomic(using=BASE), transaction.atomic(using=database):

@@ -1,0 +1,286 @@
+"""Tenants on two PostgreSQL servers: 'default' and 'eu', each a throwaway server of its own.
+
+The tests run in file order on one pair of servers: migrate, serve, refuse, then move.
+Every command runs in a fresh process, as a user runs it (tests/servers_settings.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.pgserver import PostgresServer, running
+
+DATABASE = "site"
+
+
+class Site:
+    """The two servers, and how to run the project's commands and code against them."""
+
+    def __init__(self, main: PostgresServer, eu: PostgresServer, tmp: Path) -> None:
+        self.main, self.eu, self.tmp = main, eu, tmp
+
+    def env(self, eu_schemas: str = "sb,sc") -> dict[str, str]:
+        return {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.servers_settings",
+            "DATABASE_URL": self.main.url(DATABASE),
+            "EU_DATABASE_URL": self.eu.url(DATABASE),
+            "EU_SCHEMAS": eu_schemas,
+        }
+
+    def manage(
+        self, *args: str, eu_schemas: str = "sb,sc", check: bool = True, path: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = self.env(eu_schemas)
+        if path is not None:
+            env["PATH"] = path
+        result = subprocess.run(
+            [sys.executable, "-m", "django", *args],
+            capture_output=True,
+            text=True,
+            cwd=self.tmp,
+            env=env,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def python(self, code: str, eu_schemas: str = "sb,sc") -> str:
+        """What ``code`` prints, run after ``django.setup()`` in a fresh process."""
+        result = subprocess.run(
+            [sys.executable, "-c", f"import django\ndjango.setup()\n{code}"],
+            capture_output=True,
+            text=True,
+            cwd=self.tmp,
+            env=self.env(eu_schemas),
+        )
+        if result.returncode != 0:
+            pytest.fail(f"script failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def get(self, host: str, eu_schemas: str = "sb,sc") -> dict[str, object]:
+        """GET / for ``host`` through Django's full handler: the status and the JSON body."""
+        out = self.python(
+            "import json\nfrom django.test import Client\n"
+            f"r = Client(raise_request_exception=False).get('/', HTTP_HOST={host!r})\n"
+            "body = json.loads(r.content) if r.status_code == 200 else None\n"
+            "print(json.dumps({'status': r.status_code, 'body': body}))",
+            eu_schemas,
+        )
+        return json.loads(out.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def schemas_on(server: PostgresServer) -> set[str]:
+    with server.connect(DATABASE) as connection:
+        rows = connection.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+            "AND nspname NOT IN ('public', 'information_schema')"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def notes_on(server: PostgresServer, schema: str) -> list[str]:
+    with server.connect(DATABASE) as connection:
+        rows = connection.execute(f"SELECT title FROM {schema}.testapp_note ORDER BY title")
+        return [row[0] for row in rows]
+
+
+def table_exists(server: PostgresServer, name: str) -> bool:
+    with server.connect(DATABASE) as connection:
+        return bool(connection.execute("SELECT to_regclass(%s) IS NOT NULL", [name]).fetchone()[0])
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    with running() as main, running() as eu, tempfile.TemporaryDirectory() as tmp:
+        main.create_database(DATABASE)
+        eu.create_database(DATABASE)
+        yield Site(main, eu, Path(tmp))
+
+
+@pytest.fixture(scope="module")
+def migrated(site: Site) -> str:
+    """The output of the first ``migrate_schemata --parallel 2``."""
+    return site.manage("migrate_schemata", "--parallel", "2").stdout
+
+
+def test_migrate_schemata_migrates_each_servers_public_then_its_schemas(
+    site: Site, migrated: str
+) -> None:
+    assert "[public]   Applying contenttypes.0001_initial... OK" in migrated
+    assert "[public@eu]   Applying contenttypes.0001_initial... OK" in migrated
+    assert "Summary: 3 applied." in migrated
+    assert schemas_on(site.main) == {"sa", "schemata_guard"}
+    assert schemas_on(site.eu) == {"sb", "sc", "schemata_guard"}
+    for server, schemas in ((site.main, ["sa"]), (site.eu, ["sb", "sc"])):
+        assert table_exists(server, "public.django_content_type")
+        assert not table_exists(server, "public.testapp_note")
+        for name in schemas:
+            assert table_exists(server, f"{name}.testapp_note")
+            assert not table_exists(server, f"{name}.django_content_type")
+    # The run-time tenants' registry lives on default only.
+    assert table_exists(site.main, "public.schemata_tenant")
+    assert not table_exists(site.eu, "public.schemata_tenant")
+
+
+def test_a_rerun_finds_every_schema_on_both_servers_up_to_date(site: Site, migrated: str) -> None:
+    output = site.manage("migrate_schemata", "--parallel", "2").stdout
+
+    assert "Summary: 3 up to date." in output
+    assert "Applying" not in output
+
+
+def test_each_request_is_served_from_its_tenants_server(site: Site, migrated: str) -> None:
+    site.python(
+        "import schemata\nfrom tests.testapp.models import Note\n"
+        "for name in ('sa', 'sb', 'sc'):\n"
+        "    with schemata.override(name):\n"
+        "        Note.objects.create(title=f'{name}-note')\n"
+    )
+
+    for name in ("sa", "sb", "sc"):
+        assert site.get(f"{name}.example.com") == {
+            "status": 200,
+            "body": {"schema": name, "notes": [f"{name}-note"]},
+        }
+    assert notes_on(site.main, "sa") == ["sa-note"]
+    assert notes_on(site.eu, "sb") == ["sb-note"]
+    assert notes_on(site.eu, "sc") == ["sc-note"]
+
+
+def test_relations_between_servers_are_refused(site: Site, migrated: str) -> None:
+    output = site.python(
+        "import schemata\nfrom tests.testapp.models import Note, Tag\n"
+        "with schemata.override('sa'):\n    on_default = Note.objects.create(title='x')\n"
+        "with schemata.override('sc'):\n    on_eu = Note.objects.create(title='y')\n"
+        "with schemata.override('sb'):\n"
+        "    tag = Tag.objects.create(note=Note.objects.create(title='z'), label='t')\n"
+        "    try:\n        tag.note = on_default\n"
+        "    except ValueError as exc:\n        print('refused:', exc)\n"
+        "    tag.note = on_eu\n    print('same server: allowed')\n"
+        "    Note.objects.filter(title='z').delete()\n"
+        "for name in ('sa', 'sc'):\n"
+        "    with schemata.override(name):\n"
+        "        Note.objects.filter(title__in=['x', 'y']).delete()\n"
+    )
+
+    assert "refused: Cannot assign" in output
+    assert "the current database router prevents this relation" in output
+    assert "same server: allowed" in output
+
+
+def test_manage_schemata_lists_and_drops_per_server(site: Site, migrated: str) -> None:
+    with site.eu.connect(DATABASE) as connection:
+        connection.execute("CREATE SCHEMA stray")
+
+    listing = site.manage("manage_schemata").stdout
+    wrong_server = site.manage("manage_schemata", "--drop", "stray", "--noinput", check=False)
+    dropped = site.manage("manage_schemata", "--drop", "stray", "--database", "eu", "--noinput")
+
+    assert "sa: exists\n" in listing
+    assert "sb: exists (database 'eu')" in listing
+    assert "stray (database 'eu'): in the database, named by no domain (left alone)" in listing
+    assert "There is no schema 'stray' to drop." in wrong_server.stderr
+    assert "stray: dropped" in dropped.stdout
+    assert "stray" not in schemas_on(site.eu)
+
+
+def test_a_settings_schema_is_not_dropped_on_its_own_server(site: Site, migrated: str) -> None:
+    result = site.manage("manage_schemata", "--drop", "sb", "--database", "eu", check=False)
+
+    assert result.returncode == 1
+    assert "Refusing to drop 'sb': SCHEMATA_DOMAINS still names it." in result.stderr
+    assert "sb" in schemas_on(site.eu)
+
+
+def test_move_app_and_clones_stay_within_one_server(site: Site, migrated: str) -> None:
+    move_app = site.manage("move_app", "testapp", "--from", "sa", "--to", "sb", check=False)
+    clone = site.manage(
+        "tenants", "add", "sx", "sx.example.com", "--template", "sa", "--database", "eu",
+        check=False,
+    )  # fmt: skip
+
+    assert "'sa' and 'sb' live on different servers ('default' and 'eu')" in move_app.stderr
+    assert "a clone is made within one server" in clone.stderr
+    assert "sx" not in schemas_on(site.eu) | schemas_on(site.main)
+
+
+def test_a_run_time_tenant_is_created_and_served_on_its_server(site: Site, migrated: str) -> None:
+    added = site.manage("tenants", "add", "sr", "sr.example.com", "--database", "eu")
+    site.python(
+        "import schemata\nfrom tests.testapp.models import Note\n"
+        "with schemata.override('sr'):\n    Note.objects.create(title='sr-note')\n"
+    )
+    listing = site.manage("tenants", "list").stdout
+
+    assert "sr: created, served at sr.example.com" in added.stdout
+    assert "sr" in schemas_on(site.eu)
+    assert notes_on(site.eu, "sr") == ["sr-note"]
+    assert "sr (database 'eu'): sr.example.com" in listing
+    assert "sb (settings, database 'eu'): sb.example.com" in listing
+    assert site.get("sr.example.com")["body"] == {"schema": "sr", "notes": ["sr-note"]}
+
+
+def test_moving_refuses_what_it_cannot_do_and_changes_nothing(site: Site, migrated: str) -> None:
+    unknown = site.manage("move_schema", "sb", "--to", "nowhere", "--noinput", check=False)
+    with site.main.connect(DATABASE) as connection:
+        connection.execute("CREATE SCHEMA sb")
+    taken = site.manage("move_schema", "sb", "--to", "default", "--noinput", check=False)
+    with site.main.connect(DATABASE) as connection:
+        connection.execute("DROP SCHEMA sb")
+    no_tools = site.manage(
+        "move_schema", "sb", "--to", "default", "--noinput", check=False, path="/nonexistent"
+    )
+
+    assert "Cannot move 'sb' to 'nowhere': 'nowhere' is not an alias of DATABASES" in (
+        unknown.stderr
+    )
+    assert "'default' has a schema 'sb' already" in taken.stderr
+    assert "needs PostgreSQL's pg_dump and pg_restore on PATH" in no_tools.stderr
+    assert notes_on(site.eu, "sb") == ["sb-note"]
+    assert "sb" not in schemas_on(site.main)
+
+
+def test_a_run_time_tenant_moves_to_another_server_and_is_served_there(
+    site: Site, migrated: str
+) -> None:
+    moved = site.manage("move_schema", "sr", "--to", "default", "--noinput")
+
+    assert re.search(
+        r"sr: copied from 'eu' to 'default' \(\d+ rows\); the old copy is 'sr_moved' on 'eu'",
+        moved.stdout,
+    )
+    assert "sr: served from 'default'" in moved.stdout
+    assert notes_on(site.main, "sr") == ["sr-note"]
+    assert "sr" not in schemas_on(site.eu) and "sr_moved" in schemas_on(site.eu)
+    assert site.get("sr.example.com")["body"] == {"schema": "sr", "notes": ["sr-note"]}
+    # Its migrations came along: nothing to apply.
+    rerun = site.manage("migrate_schemata", "--schema", "sr").stdout
+    assert "Applying" not in rerun and "Summary: 1 up to date." in rerun
+
+
+def test_a_settings_tenant_moves_and_fails_loudly_until_its_settings_follow(
+    site: Site, migrated: str
+) -> None:
+    moved = site.manage("move_schema", "sc", "--to", "default", "--noinput")
+    before = site.get("sc.example.com", eu_schemas="sb,sc")
+    after = site.get("sc.example.com", eu_schemas="sb")
+    rerun = site.manage("migrate_schemata", eu_schemas="sb").stdout
+
+    assert "Next: set 'database': 'default' in the SCHEMATA_DOMAINS entries of 'sc'" in (
+        moved.stdout
+    )
+    assert "manage_schemata --drop sc_moved --database eu" in moved.stdout
+    assert before["status"] == 500  # the old server has no 'sc' now: never an empty answer
+    assert after == {"status": 200, "body": {"schema": "sc", "notes": ["sc-note"]}}
+    assert notes_on(site.main, "sc") == ["sc-note"]
+    assert "Applying" not in rerun
