@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib import import_module
 from multiprocessing.connection import Connection, wait
 from types import FrameType
@@ -24,20 +25,45 @@ from typing import Any
 
 from django.conf import settings
 
-#: What a job returns: "applied", "up to date", "done" or "failed".
-FAILED = "failed"
 #: How often a worker checks that its parent is alive (seconds).
 WATCH_INTERVAL = 0.2
 
 
-@dataclass(frozen=True)
+class Status(StrEnum):
+    """How one schema's job ended; members equal their strings (``Status.DONE == "done"``)."""
+
+    APPLIED = "applied"
+    UP_TO_DATE = "up to date"
+    DONE = "done"
+    FAILED = "failed"
+
+
+#: The status that the jobs and commands test for most.
+FAILED = Status.FAILED
+
+
+@dataclass(frozen=True, init=False)
 class Outcome:
     """The result of one schema's job: its status, its output lines and any error."""
 
     schema: str
-    status: str
+    status: Status
     lines: tuple[str, ...] = ()
     error: str | None = None
+
+    def __init__(
+        self,
+        schema: str,
+        status: Status | str,
+        lines: tuple[str, ...] = (),
+        error: str | None = None,
+    ) -> None:
+        # A status given as its string becomes the member; an unknown one fails here, in the
+        # job that made it, rather than in the summary.
+        object.__setattr__(self, "schema", schema)
+        object.__setattr__(self, "status", Status(status))
+        object.__setattr__(self, "lines", lines)
+        object.__setattr__(self, "error", error)
 
 
 @dataclass
@@ -47,7 +73,7 @@ class Report:
     Outcomes are not kept: their lines are printed as they come, so memory stays flat.
     """
 
-    counts: Counter[str] = field(default_factory=Counter)
+    counts: Counter[Status] = field(default_factory=Counter)
     failed: list[Outcome] = field(default_factory=list)
     interrupted: bool = False
 
@@ -64,27 +90,24 @@ def run_jobs(
     parallel: int = 1,
     failfast: bool = False,
     finished: str | None = None,
-    on_outcome: Callable[[Outcome, int, float], None] = lambda *args: None,
+    on_outcome: Callable[[Outcome], None] = lambda outcome: None,
 ) -> Report:
     """Run the job at dotted path ``job`` as ``job(schema, options)`` for every schema.
 
-    ``on_outcome(outcome, done, seconds_left)`` is called in this process as each schema
-    finishes. SIGINT and SIGTERM stop the run at a schema boundary: jobs already running
-    finish, no new one starts, and the report says it was interrupted. When a worker process
+    ``on_outcome(outcome)`` is called in this process as each schema finishes. SIGINT and
+    SIGTERM stop the run at a schema boundary: jobs already running finish, no new one starts,
+    and the report says it was interrupted. When a worker process
     dies, its schema is looked up with ``finished(schemas, options)`` (a dotted path, returning
     those of ``schemas`` the job completed) and failed only if not found complete; the other
     workers finish theirs, and no new schema starts.
     """
     report = Report()
-    started = time.monotonic()
 
     def record(outcome: Outcome) -> None:
         report.counts[outcome.status] += 1
-        if outcome.status == FAILED:
-            report.failed.append(Outcome(outcome.schema, FAILED, error=outcome.error))
-        done = report.done
-        left = (time.monotonic() - started) / done * (len(schemas) - done)
-        on_outcome(outcome, done, left)
+        if outcome.status == Status.FAILED:
+            report.failed.append(Outcome(outcome.schema, Status.FAILED, error=outcome.error))
+        on_outcome(outcome)
 
     with _stop_requests() as stop_requested:
 
@@ -194,8 +217,8 @@ class _Workers:
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
         completed: Callable[..., set[str]] = _load(finished) if finished else lambda *a: set()
         if schema in completed([schema], options):
-            return Outcome(schema, "applied", (f"the worker process died ({how}) after it",))
-        return Outcome(schema, FAILED, error=f"worker process died ({how}) while on it")
+            return Outcome(schema, Status.APPLIED, (f"the worker process died ({how}) after it",))
+        return Outcome(schema, Status.FAILED, error=f"worker process died ({how}) while on it")
 
 
 def _worker_main(
@@ -229,7 +252,7 @@ def _worker_main(
         try:
             outcome = _load(job)(schema, options)
         except Exception as exc:  # a job reports its own failures; this is a bug in one
-            outcome = Outcome(schema, FAILED, error=f"{type(exc).__name__}: {exc}")
+            outcome = Outcome(schema, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         pipe.send(outcome)
 
 

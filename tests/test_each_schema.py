@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +83,60 @@ def test_an_interactive_shell_reads_this_terminal(tmp_path: Path) -> None:
     )
 
     assert "in beta" in result.stdout, result.stderr
+
+
+def test_on_a_terminal_the_progress_is_a_bar_and_not_lines() -> None:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": url_of_test_database(),
+        "COLUMNS": "90",
+    }
+    main, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "django", "each_schema", "--schema", "alpha",
+             "--schema", "beta", "showmigrations", "testapp", "--no-color"],
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+        os.close(secondary)
+        shown = read_terminal(main)
+        _, err = process.communicate(timeout=60)
+    finally:
+        os.close(main)
+
+    assert process.returncode == 0, err
+    assert "Progress:" not in shown
+    lines = re.sub(r"\r\[[#.]+\][^\r\n]*\x1b\[K|\r\x1b\[K", "", shown).splitlines()
+    assert lines == [
+        "[alpha] testapp",
+        "[alpha]  [X] 0001_initial",
+        "[beta] testapp",
+        "[beta]  [X] 0001_initial",
+        "",  # the line the bar was on
+        "Summary: 2 done.",
+    ]
+    assert shown.endswith(
+        "\r[##############################] 100% 2/2 schemas, 0 failed\x1b[K\nSummary: 2 done.\n"
+    )
+
+
+def read_terminal(fd: int, timeout: float = 60) -> str:
+    """What was written to the terminal whose reading end is ``fd``, until its writer exits."""
+    chunks = []
+    while select.select([fd], [], [], timeout)[0]:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: every writing end is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    # The terminal turns "\n" into "\r\n".
+    return b"".join(chunks).decode().replace("\r\n", "\n")
 
 
 def test_psql_through_dbshell_resolves_the_schema(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from schemata.runner import FAILED, Outcome, run_jobs
+import pytest
+
+from schemata.runner import FAILED, Outcome, Status, run_jobs
 
 
 def test_workers_are_reused_for_many_schemas() -> None:
@@ -18,7 +20,7 @@ def test_workers_are_reused_for_many_schemas() -> None:
         [f"t{i:02}" for i in range(8)],
         {},
         parallel=2,
-        on_outcome=lambda outcome, done, left: seen.append(outcome),
+        on_outcome=seen.append,
     )
 
     assert report.counts == {"done": 8}
@@ -109,3 +111,16 @@ def test_a_job_that_raises_fails_its_schema_and_the_worker_goes_on() -> None:
 
     assert report.counts == {FAILED: 3}
     assert report.failed[0].error == f"RuntimeError: no outcome for {report.failed[0].schema}"
+
+
+def test_a_status_given_as_its_string_becomes_the_member_and_still_equals_it() -> None:
+    outcome = Outcome("t00", "up to date")
+
+    assert outcome.status is Status.UP_TO_DATE
+    assert outcome.status == "up to date"
+    assert f"{outcome.status}" == "up to date"
+
+
+def test_an_unknown_status_is_refused_where_the_outcome_is_made() -> None:
+    with pytest.raises(ValueError, match="'upto date' is not a valid Status"):
+        Outcome("t00", "upto date")

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from schemata.conf import conf
+from schemata.progress import Progress
 from schemata.registry import all_schemas
 from schemata.runner import FAILED, Outcome, Report, run_jobs
 from schemata.schemas import create_schema, existing_schemas
@@ -80,7 +81,8 @@ class SchemaCommand(BaseCommand):
         done: list[Outcome] | None = None,
         finished: str | None = None,
     ) -> Report:
-        """Run ``job`` for ``names``, print each schema's lines prefixed, then a summary.
+        """Run ``job`` for ``names``, print each schema's lines prefixed, the progress (see
+        ``Progress``), then a summary.
 
         ``done`` are outcomes known without running the job (schemas already up to date);
         ``finished`` tells which schemas a dead worker process had completed (see run_jobs).
@@ -90,30 +92,30 @@ class SchemaCommand(BaseCommand):
             raise CommandError("--parallel must be at least 1.")
         known = Counter(outcome.status for outcome in done or [])
         total = len(names) + sum(known.values())
-        failures = 0
+        progress = Progress(self.stdout, total, verbosity, known=sum(known.values()))
 
-        def show(outcome: Outcome, count: int, seconds_left: float) -> None:
-            nonlocal failures
-            for line in outcome.lines:
-                self.stdout.write(f"[{outcome.schema}] {line}")
-            if outcome.status == FAILED:
-                failures += 1
-                self.stderr.write(f"[{outcome.schema}] FAILED: {outcome.error}")
-            if verbosity >= 1 and total > 1:
-                self.stdout.write(
-                    f"Progress: {count + sum(known.values())}/{total} schemas, {failures} "
-                    f"failed, about {seconds_left:.0f}s left"
-                )
+        def show(outcome: Outcome) -> None:
+            failed = outcome.status == FAILED
+            with progress.above():
+                for line in outcome.lines:
+                    self.stdout.write(f"[{outcome.schema}] {line}")
+                if failed:
+                    self.stdout.flush()
+                    self.stderr.write(f"[{outcome.schema}] FAILED: {outcome.error}")
+            progress.advance(failed)
 
-        report = run_jobs(
-            job,
-            names,
-            options,
-            parallel=parallel,
-            failfast=failfast,
-            finished=finished,
-            on_outcome=show,
-        )
+        try:
+            report = run_jobs(
+                job,
+                names,
+                options,
+                parallel=parallel,
+                failfast=failfast,
+                finished=finished,
+                on_outcome=show,
+            )
+        finally:
+            progress.finish()
         counts = known + report.counts
         ended = sum(counts.values())
         if verbosity >= 1:
