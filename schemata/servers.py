@@ -11,9 +11,12 @@ to the old copy afterwards: requests that still reach it fail loudly, never sile
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +28,7 @@ from schemata.databases import application_name, base_problem
 from schemata.exceptions import SchemataError, UnknownSchema
 from schemata.registry import BUMP_SQL, all_schemas, registry
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 #: Suffix of the source's copy once a schema has moved; `manage_schemata --drop` removes it.
 MOVED_SUFFIX = "_moved"
 
@@ -157,6 +161,7 @@ def _copy(pg_dump: str, pg_restore: str, name: str, source: str, target: str) ->
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_libpq_env(source),
+        preexec_fn=_die_with_parent,
     )
     restore = subprocess.run(
         [
@@ -172,6 +177,7 @@ def _copy(pg_dump: str, pg_restore: str, name: str, source: str, target: str) ->
         capture_output=True,
         text=True,
         env=_libpq_env(target),
+        preexec_fn=_die_with_parent,
     )
     assert dump.stdout is not None and dump.stderr is not None
     dump.stdout.close()
@@ -183,6 +189,17 @@ def _copy(pg_dump: str, pg_restore: str, name: str, source: str, target: str) ->
             f"Restoring {name!r} on {target!r} failed, and was rolled back there: "
             f"{restore.stderr.strip()}"
         )
+
+
+def _die_with_parent() -> None:
+    """In the child: be killed when this process dies, however it dies (Linux).
+
+    A ``pg_restore`` left running after ``kill -9`` of the command would commit its copy on
+    the target while the source keeps the schema; killed with it, its transaction rolls back
+    and a rerun starts from where the first one did.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _libpq_env(alias: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -284,3 +285,47 @@ def test_a_settings_tenant_moves_and_fails_loudly_until_its_settings_follow(
     assert after == {"status": 200, "body": {"schema": "sc", "notes": ["sc-note"]}}
     assert notes_on(site.main, "sc") == ["sc-note"]
     assert "Applying" not in rerun
+
+
+def test_a_move_killed_mid_copy_leaves_both_servers_as_they_were_and_a_rerun_finishes(
+    site: Site, migrated: str
+) -> None:
+    with site.eu.connect(DATABASE) as connection:
+        connection.execute(
+            "INSERT INTO sb.testapp_note (title) SELECT 'bulk' FROM generate_series(1, 400000)"
+        )
+    move = subprocess.Popen(
+        [sys.executable, "-m", "django", "move_schema", "sb", "--to", "default", "--noinput"],
+        cwd=site.tmp,
+        env=site.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with site.main.connect(DATABASE) as connection:
+            deadline = time.monotonic() + 30
+            while not connection.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = 'pg_restore' "
+                "AND state = 'active'"
+            ).fetchone():
+                assert move.poll() is None and time.monotonic() < deadline, "no restore seen"
+                time.sleep(0.01)
+        move.kill()
+    finally:
+        move.wait()
+    with site.main.connect(DATABASE) as connection:
+        deadline = time.monotonic() + 30
+        while connection.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'pg_restore'"
+        ).fetchone():
+            assert time.monotonic() < deadline, "pg_restore outlived the killed command"
+            time.sleep(0.05)
+
+    assert "sb" not in schemas_on(site.main)  # the restore was rolled back with its process
+    assert {"sb", "sb_moved"} & schemas_on(site.eu) == {"sb"}
+    assert len(notes_on(site.eu, "sb")) == 400001
+
+    rerun = site.manage("move_schema", "sb", "--to", "default", "--noinput")
+
+    assert "sb: copied from 'eu' to 'default'" in rerun.stdout
+    assert len(notes_on(site.main, "sb")) == 400001
