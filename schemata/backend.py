@@ -207,7 +207,7 @@ class _SchemaWrapperMixin:
                 self._schemata_key = None
             # Most recently used last: the end of a request parks from the end.
             aliases = connections._schema_aliases()  # type: ignore[attr-defined]
-            aliases[self.alias] = aliases.pop(self.alias, None)
+            aliases[self.alias] = aliases.pop(self.alias, self)
         super().ensure_connection()  # type: ignore[misc]
 
     def close_if_unusable_or_obsolete(self) -> None:

@@ -107,6 +107,6 @@ def close_schema_connections() -> None:
 
     # SchemataConfig.ready() gave django.db.connections this class.
     connections = cast("SchemataConnectionHandler", handler)
-    for alias in list(connections._schema_aliases()):
-        connections[alias].close_if_unusable_or_obsolete()
+    for conn in list(connections._schema_aliases().values()):
+        conn.close_if_unusable_or_obsolete()
     connections.release_idle()

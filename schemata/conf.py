@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -18,6 +19,22 @@ class PoolSettings(NamedTuple):
 
 
 class Settings:
+    """Each property reads its setting anew (``override_settings`` needs no signal here); the
+    few read on every hand-out of a connection keep what they derived from the last value they
+    saw, and derive again when the value differs."""
+
+    def __init__(self) -> None:
+        self._derived: dict[str, tuple[Any, Any]] = {}
+
+    def _memo(self, name: str, raw: Any, derive: Any) -> Any:
+        cached = self._derived.get(name)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        value = derive(raw)
+        # A copy of the raw value: a list changed in place must not match its old self.
+        self._derived[name] = (copy.deepcopy(raw), value)
+        return value
+
     @property
     def databases(self) -> SchemataDatabases:
         """``DATABASES``, which must come from ``expand_databases()``."""
@@ -46,10 +63,16 @@ class Settings:
     @property
     def SHARED_APPS(self) -> frozenset[str]:
         """App labels whose tables live in ``public`` only (with any, ``schemata``'s own)."""
-        shared = frozenset(getattr(settings, "SCHEMATA_SHARED_APPS", ()))
-        # The run-time tenants' tables are in public whatever the user lists: with shared
-        # apps, that keeps them out of the guard schema and of the public leftovers.
-        return shared | {"schemata"} if shared else shared
+
+        def derive(raw: Any) -> frozenset[str]:
+            shared = frozenset(raw)
+            # The run-time tenants' tables are in public whatever the user lists: with shared
+            # apps, that keeps them out of the guard schema and of the public leftovers.
+            return shared | {"schemata"} if shared else shared
+
+        return self._memo(  # type: ignore[no-any-return]
+            "SHARED_APPS", getattr(settings, "SCHEMATA_SHARED_APPS", ()), derive
+        )
 
     @property
     def EXTENSION_SCHEMAS(self) -> tuple[str, ...]:
@@ -64,19 +87,9 @@ class Settings:
     @property
     def POOL(self) -> PoolSettings:
         """``SCHEMATA_POOL``: the cap and wait of the connections schema aliases share."""
-        value = dict(getattr(settings, "SCHEMATA_POOL", {}) or {})
-        unknown = set(value) - {"max_size", "timeout"}
-        if unknown:
-            raise ImproperlyConfigured(
-                f"SCHEMATA_POOL has unknown keys {sorted(unknown)}: use 'max_size' and 'timeout'."
-            )
-        pool = PoolSettings(int(value.get("max_size", 10)), float(value.get("timeout", 30.0)))
-        if pool.max_size < 1 or pool.timeout < 0:
-            raise ImproperlyConfigured(
-                "SCHEMATA_POOL['max_size'] must be at least 1 and SCHEMATA_POOL['timeout'] at "
-                "least 0 (seconds)."
-            )
-        return pool
+        return self._memo(  # type: ignore[no-any-return]
+            "POOL", getattr(settings, "SCHEMATA_POOL", None), _pool_settings
+        )
 
     @property
     def SCHEMA_DATABASE(self) -> str | None:
@@ -114,6 +127,22 @@ class Settings:
     def ATOMIC_GUARD(self) -> bool:
         value = getattr(settings, "SCHEMATA_ATOMIC_GUARD", None)
         return bool(settings.DEBUG if value is None else value)
+
+
+def _pool_settings(raw: Any) -> PoolSettings:
+    value = dict(raw or {})
+    unknown = set(value) - {"max_size", "timeout"}
+    if unknown:
+        raise ImproperlyConfigured(
+            f"SCHEMATA_POOL has unknown keys {sorted(unknown)}: use 'max_size' and 'timeout'."
+        )
+    pool = PoolSettings(int(value.get("max_size", 10)), float(value.get("timeout", 30.0)))
+    if pool.max_size < 1 or pool.timeout < 0:
+        raise ImproperlyConfigured(
+            "SCHEMATA_POOL['max_size'] must be at least 1 and SCHEMATA_POOL['timeout'] at "
+            "least 0 (seconds)."
+        )
+    return pool
 
 
 conf = Settings()

@@ -29,8 +29,9 @@ class SchemataConnectionHandler(ConnectionHandler):
 
     _schemata_local: Local
 
-    def _schema_aliases(self) -> dict[str, None]:
-        """This thread's schema aliases that have a connection object, oldest use first."""
+    def _schema_aliases(self) -> dict[str, BaseDatabaseWrapper]:
+        """This thread's schema aliases that have a connection object, oldest use first, with
+        that object (Django's walks read it from here, without a lookup per alias)."""
         return self._thread_value("aliases", dict)  # type: ignore[no-any-return]
 
     def _thread_value(self, name: str, make: Callable[[], Any]) -> Any:
@@ -52,16 +53,17 @@ class SchemataConnectionHandler(ConnectionHandler):
 
         settings = self.settings[alias]
         wrapper = schema_wrapper(load_backend(settings["ENGINE"]).DatabaseWrapper)
-        self._schema_aliases()[alias] = None
         spare = self._spare()
         for i, conn in enumerate(spare):
             if type(conn) is wrapper and conn.retarget(settings, alias):  # type: ignore[attr-defined]
                 del spare[i]
-                return conn
-        conn = wrapper(settings, alias)
-        # The references a wrapper has when nobody but this handler holds it (its own parts
-        # point back to it): more, at the end of a request, and it is not reused.
-        conn._schemata_refs = sys.getrefcount(conn)  # type: ignore[attr-defined]
+                break
+        else:
+            conn = wrapper(settings, alias)
+            # The references a wrapper has when nobody but this handler holds it (its own
+            # parts point back to it): more, at the end of a request, and it is not reused.
+            conn._schemata_refs = sys.getrefcount(conn)  # type: ignore[attr-defined]
+        self._schema_aliases()[alias] = conn
         return conn
 
     def _spare(self) -> list[BaseDatabaseWrapper]:
@@ -72,7 +74,7 @@ class SchemataConnectionHandler(ConnectionHandler):
     def __setitem__(self, alias: str, conn: BaseDatabaseWrapper) -> None:
         super().__setitem__(alias, conn)
         if self._is_schema_alias(alias):
-            self._schema_aliases()[alias] = None
+            self._schema_aliases()[alias] = conn
 
     def __delitem__(self, alias: str) -> None:
         super().__delitem__(alias)
@@ -82,7 +84,7 @@ class SchemataConnectionHandler(ConnectionHandler):
         # Called as Django calls it: code that replaces all() (Django's own tests do) may not
         # take the keyword.
         listed = super().all(initialized_only=True) if initialized_only else super().all()
-        return list(listed) + [self[alias] for alias in list(self._schema_aliases())]
+        return [*listed, *self._schema_aliases().values()]
 
     def close_all(self) -> None:
         """Close every connection of this thread, and the idle ones of the schema pools."""
@@ -93,8 +95,7 @@ class SchemataConnectionHandler(ConnectionHandler):
 
     def discard_schema_connections(self) -> None:
         """Close and forget this thread's schema connections, except those in a transaction."""
-        for alias in list(self._schema_aliases()):
-            conn = self[alias]
+        for alias, conn in list(self._schema_aliases().items()):
             if not conn.in_atomic_block:
                 conn.close()
                 del self[alias]
@@ -110,10 +111,11 @@ class SchemataConnectionHandler(ConnectionHandler):
         aliases = self._schema_aliases()
         limit = conf.POOL.max_size if park else 0
         parked = 0
+        # Names only: a list of the wrappers would hold references that _unreferenced counts.
         for alias in reversed(list(aliases)):  # the most recently used first
             if alias == except_alias:
                 continue
-            conn = self[alias]
+            conn = aliases[alias]
             if conn.in_atomic_block:
                 continue
             if parked < limit and (

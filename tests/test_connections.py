@@ -12,7 +12,7 @@ from django.db.backends.postgresql.base import DatabaseWrapper
 import schemata
 from schemata import SchemaUnavailable
 from schemata.backend import schema_wrapper
-from schemata.connections import release_idle_connections
+from schemata.connections import SPARE_WRAPPERS, release_idle_connections
 from tests.testapp.models import Note
 
 pytestmark = pytest.mark.django_db
@@ -124,6 +124,25 @@ def test_per_request_bookkeeping_stays_flat_however_many_schemas_a_thread_served
     # the most recently used: the walk Django makes at each request stays that short.
     assert sizes[:10] == list(range(1, 11))
     assert set(sizes[10:]) == {10}
+
+
+@pytest.mark.usefixtures("production_receiver_order")
+def test_a_thread_serving_many_schemas_reuses_a_few_wrappers() -> None:
+    def serve(names: list[str]) -> int:
+        wrappers: set[int] = set()
+        for name in names:
+            request_started.send(sender=None)
+            with schemata.override(name):
+                Note.objects.count()
+            wrappers.add(id(connections[name]))
+            request_finished.send(sender=None)
+        return len(wrappers)
+
+    # A wrapper given back at the end of a request serves the next new schema: making one per
+    # schema costs more than a request's own work.
+    made = in_thread(lambda: serve([f"t{i:02}" for i in range(64)]))
+
+    assert made <= 10 + SPARE_WRAPPERS + 1
 
 
 def test_open_schema_connections_are_kept_between_requests() -> None:
