@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -82,8 +83,13 @@ def test_override_accepts_a_schema_object() -> None:
 
 
 def test_override_as_a_decorator_is_safe_in_many_threads_at_once() -> None:
+    # Every call is inside the decorated function before any leaves it: one shared context
+    # manager would hand each thread the token another thread made.
+    inside = threading.Barrier(8)
+
     @schemata.override("beta")
     def current(_: int) -> str | None:
+        inside.wait(timeout=30)
         schema = get_current_schema()
         return schema.name if schema else None
 
@@ -91,6 +97,17 @@ def test_override_as_a_decorator_is_safe_in_many_threads_at_once() -> None:
         names = list(pool.map(current, range(200)))
 
     assert names == ["beta"] * 200
+    assert get_current_schema() is None
+
+
+def test_override_as_a_decorator_nests_in_recursive_calls() -> None:
+    @schemata.override("alpha")
+    def depth(n: int) -> list[str | None]:
+        inner = depth(n - 1) if n else []
+        schema = get_current_schema()
+        return [*inner, schema.name if schema else None]
+
+    assert depth(2) == ["alpha", "alpha", "alpha"]
     assert get_current_schema() is None
 
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -89,6 +92,36 @@ class TestBareAtomic:
 
         assert Note.objects.using("t05").count() == 0
         assert Note.objects.using("default").count() == 0
+
+    def test_atomic_as_a_decorator_is_safe_in_two_threads_at_once(self) -> None:
+        # The second call enters its transaction while the first is still in its own: one
+        # shared context manager would make the first leave the second's transaction.
+        first_in, second_in = threading.Event(), threading.Event()
+
+        @schemata.atomic
+        def write(title: str, entered: threading.Event, stay_until: threading.Event) -> None:
+            Note.objects.create(title=title)
+            entered.set()
+            assert stay_until.wait(timeout=30)
+            if title == "rolled back":
+                raise ValueError
+
+        def first() -> None:
+            with schemata.override("t10"):
+                write("kept", first_in, second_in)
+
+        def second() -> None:
+            assert first_in.wait(timeout=30)
+            with schemata.override("t11"), contextlib.suppress(ValueError):
+                write("rolled back", second_in, second_in)
+
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(in_thread, first), pool.submit(in_thread, second)]
+            for future in futures:
+                future.result()
+
+        assert list(Note.objects.using("t10").values_list("title", flat=True)) == ["kept"]
+        assert Note.objects.using("t11").count() == 0
 
     @override_settings(SCHEMATA_ATOMIC_GUARD=False)
     def test_without_the_guard_a_bare_atomic_does_not_protect_schema_writes(self) -> None:
