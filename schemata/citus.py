@@ -9,7 +9,7 @@ migrations run unchanged. Three things differ, and this module handles them:
   *reference table*, copied to every node: ``make_reference_tables()`` converts the tables of
   ``SCHEMATA_SHARED_APPS``, and ``migrate`` on the base database calls it (``guard.py``).
 - The guard schema and the package's own tables stay on the coordinator (``local_schemas()``).
-- ``move_schema()`` moves a tenant to another node while it is being served.
+- ``move_to_node()`` moves a tenant to another node while it is being served.
 
 Citus is never a dependency: nothing here runs unless the ``citus`` extension is installed in
 the database.
@@ -157,7 +157,7 @@ def placements(using: str = DEFAULT_DB_ALIAS) -> dict[str, Placement]:
         return {name: Placement(host, port) for name, host, port in cursor.fetchall()}
 
 
-def move_schema(
+def move_to_node(
     schema: str,
     host: str,
     port: int,
@@ -169,7 +169,9 @@ def move_schema(
 
     With the default ``transfer_mode="auto"``, Citus copies the tables by logical replication
     while the tenant is served, and blocks its writes only for the final catch-up; the nodes
-    need ``wal_level = logical`` and every table a primary key (Django's have one).
+    need ``wal_level = logical`` and every table a primary key (Django's have one). Refused
+    while a node has ``synchronous_commit = off``: writes made during a move were lost with it
+    in our tests.
     Connections on the schema's search path need nothing: the coordinator routes each
     statement to wherever the schema is at that time. Raises ``CitusError`` for a schema that
     is not distributed or an unknown node.
@@ -191,6 +193,20 @@ def move_schema(
         if not known:
             raise CitusError(
                 f"There is no Citus node {host}:{port}: see citus_get_active_worker_nodes()."
+            )
+        # A commit acknowledged before its WAL is flushed may be left out of the copy: with
+        # synchronous_commit off, writes made during moves went missing in our tests.
+        cursor.execute(
+            "SELECT n.nodename, n.nodeport FROM run_command_on_all_nodes("
+            "'SHOW synchronous_commit') r JOIN pg_dist_node n USING (nodeid) "
+            "WHERE r.result = 'off' ORDER BY n.nodeid"
+        )
+        unsafe = [f"{name}:{number}" for name, number in cursor.fetchall()]
+        if unsafe:
+            raise CitusError(
+                f"synchronous_commit is off on {', '.join(unsafe)}: writes made while the "
+                f"schema moves could be lost. Turn it on there for the move (ALTER SYSTEM SET "
+                f"synchronous_commit = on; SELECT pg_reload_conf();)."
             )
         cursor.execute(
             "SELECT citus_schema_move(%s::regnamespace, %s, %s, %s::citus.shard_transfer_mode)",

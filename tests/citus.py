@@ -44,6 +44,9 @@ NODE_SETTINGS = {
     # One node's connections to another stay few: the machine is small.
     "citus.max_shared_pool_size": "40",
     "citus.enable_schema_based_sharding": "on",
+    # Off, writes acknowledged during a citus_schema_move can be missing afterwards (see
+    # schemata.citus.move_to_node).
+    "synchronous_commit": "on",
 }
 
 

@@ -275,10 +275,10 @@ def test_move_schema_refuses_what_it_cannot_move(project: Project) -> None:
     worker = project.cluster.workers[0].port
 
     output = project.python(
-        "from schemata.citus import CitusError, move_schema\n"
+        "from schemata.citus import CitusError, move_to_node\n"
         f"for args in [('public', '127.0.0.1', {worker}), ('t1', '127.0.0.1', 1)]:\n"
         "    try:\n"
-        "        move_schema(*args)\n"
+        "        move_to_node(*args)\n"
         "    except CitusError as exc:\n"
         "        print(exc)\n"
     )
@@ -289,6 +289,36 @@ def test_move_schema_refuses_what_it_cannot_move(project: Project) -> None:
         "citus_schema_distribute().",
         "There is no Citus node 127.0.0.1:1: see citus_get_active_worker_nodes().",
     ]
+
+
+def test_move_to_node_refuses_while_a_node_commits_asynchronously(project: Project) -> None:
+    worker = project.cluster.workers[1]
+    # For the worker's new sessions only (the nodes' setting is on their command line).
+    set_on_worker = (
+        "SET citus.enable_ddl_propagation = off; "
+        f"ALTER DATABASE {project.database} SET synchronous_commit = "
+    )
+    with worker.connect(project.database) as connection:  # type: ignore[attr-defined]
+        connection.execute(set_on_worker + "off")
+    placements = project.placements()
+    try:
+        output = project.python(
+            "from schemata.citus import CitusError, move_to_node\n"
+            "try:\n"
+            f"    move_to_node('t1', '127.0.0.1', {project.cluster.workers[0].port})\n"
+            "except CitusError as exc:\n"
+            "    print(exc)\n"
+        )
+    finally:
+        with worker.connect(project.database) as connection:  # type: ignore[attr-defined]
+            connection.execute(set_on_worker + "on")
+
+    assert output == (
+        f"synchronous_commit is off on 127.0.0.1:{worker.port}: writes made while the schema "
+        f"moves could be lost. Turn it on there for the move (ALTER SYSTEM SET "
+        f"synchronous_commit = on; SELECT pg_reload_conf();)."
+    )
+    assert project.placements() == placements
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -435,7 +465,7 @@ def test_a_tenant_moved_to_the_other_worker_while_served_stays_correct(
 
     try:
         project.python(
-            f"from schemata.citus import move_schema; move_schema({tenant!r}, '127.0.0.1', "
+            f"from schemata.citus import move_to_node; move_to_node({tenant!r}, '127.0.0.1', "
             f"{target})"
         )
     finally:
