@@ -200,7 +200,10 @@ def main() -> None:
     args = parser.parse_args()
     tenants = [f"t{i}" for i in range(1, args.tenants + 1)]
     with ExitStack() as stack:
-        plain = stack.enter_context(running(max_connections=200))
+        # Commits wait for the disk on both, as the Citus nodes need for moves (tests/citus.py).
+        plain = stack.enter_context(
+            running(max_connections=200, settings={"synchronous_commit": "on"})
+        )
         plain.create_database(DATABASE)
         cluster = stack.enter_context(running_cluster())
         citus_url = cluster.create_database(DATABASE)
@@ -217,6 +220,7 @@ def main() -> None:
             Topology("PostgreSQL 15, one server", plain.url(DATABASE), lambda: "one server"),
             Topology("Citus 1+2 nodes", citus_url, placement),
         ]
+        load = os.getloadavg()[0]
         for topology in topologies:
             measure(topology, tenants, args)
         with cluster.coordinator.connect(DATABASE) as connection:  # type: ignore[attr-defined]
@@ -227,8 +231,8 @@ def main() -> None:
             f"{args.tenants} tenants ({ORDERS} orders each, joined with a reference table); "
             f"gunicorn {WORKERS} gthread workers x {THREADS} threads; {args.clients} client "
             f"threads, keep-alive, {args.duration:g} s after a 2 s warm-up; all on one machine: "
-            f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"Citus {version}"
+            f"{cpu_model()}, {os.cpu_count()} cores (load average {load:.1f} at the start), "
+            f"Python {platform.python_version()}, Citus {version}, synchronous_commit on"
         )
         for topology in topologies:
             print(f"{topology.label}: {topology.describe()}")
