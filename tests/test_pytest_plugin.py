@@ -295,6 +295,84 @@ def test_a_logged_in_client_for_the_schema(schema, admin_user, schema_client):
 """
 
 
+CASES = """
+import threading
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connections
+
+import schemata
+from schemata.testing import SchemataTestCase, SchemataTransactionTestCase
+from shop.models import Item
+
+
+def committed(alias):
+    \"\"\"The rows of ``alias`` that a connection of another thread sees.\"\"\"
+    counts = []
+
+    def count():
+        try:
+            counts.append(Item.objects.using(alias).count())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=count)
+    thread.start()
+    thread.join()
+    return counts[0]
+
+
+class ClassDataTests(SchemataTestCase):
+    @classmethod
+    def setUpTestData(cls):
+        Item.objects.using("alpha").create(name="class-wide")
+
+    def test_a_schema_first_used_in_a_test_is_under_its_transaction(self):
+        Item.objects.using("beta").create(name="mine")
+
+        assert Item.objects.using("beta").count() == 1
+        assert committed("beta") == 0
+
+    def test_so_the_next_test_sees_only_the_class_data(self):
+        assert Item.objects.using("beta").count() == 0
+        assert list(Item.objects.using("alpha").values_list("name", flat=True)) == [
+            "class-wide"
+        ]
+
+
+@pytest.mark.django_db
+def test_the_class_data_is_rolled_back_after_the_class():
+    assert Item.objects.using("alpha").count() == 0
+    assert Item.objects.using("beta").count() == 0
+
+
+class DurableTests(SchemataTestCase):
+    def test_a_durable_block_on_a_schema_opens_inside_the_test(self):
+        with schemata.override("alpha"), schemata.atomic(durable=True):
+            Item.objects.create(name="durable")
+
+        assert Item.objects.using("alpha").count() == 1
+
+
+class CommittingTests(SchemataTransactionTestCase):
+    schema = "alpha"
+
+    def test_commits_what_it_writes(self):
+        called = []
+
+        schemata.on_commit(lambda: called.append("alpha"))
+        Item.objects.create(name="committed", owner=User.objects.create(username="eve"))
+
+        assert called == ["alpha"]
+        assert committed("alpha") == 1
+
+    def test_then_the_schemas_it_wrote_to_are_emptied(self):
+        assert committed("alpha") == 0
+        assert not User.objects.exists()
+"""
+
+
 def drop_test_database() -> None:
     config = environ.Env.db_url_config(os.environ["DATABASE_URL"])
     options = config.get("OPTIONS", {})
@@ -346,6 +424,14 @@ def test_the_plugin_isolates_schemas_in_a_users_project(project: pytest.Pytester
 
     result.assert_outcomes(passed=22)
     assert sorted(set(migrated(project))) == ["alpha", "beta", "default"]
+
+
+def test_the_test_cases_isolate_schemas_in_a_users_project(project: pytest.Pytester) -> None:
+    project.makepyfile(test_cases=CASES)
+
+    result = project.runpytest_subprocess("test_cases.py", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=6)
 
 
 def test_reuse_db_keeps_the_migrated_schemas(project: pytest.Pytester) -> None:
