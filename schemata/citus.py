@@ -215,8 +215,9 @@ def move_to_node(
 
 
 def clone_schema(template: str, name: str, using: str = DEFAULT_DB_ALIAS) -> None:
-    """``schemata.clone_schema()`` for Citus: copy ``template`` as a plain schema, then make it
-    a distributed schema (``citus_schema_distribute``), in one transaction.
+    """``schemata.clone_schema()`` for Citus: copy ``template`` as a plain schema, then (with
+    schema-based sharding on) make it a distributed schema (``citus_schema_distribute``), in
+    one transaction.
 
     Cloning straight into a distributed schema fails (Citus refuses ``ALTER TABLE ... ADD
     GENERATED`` on distributed tables), and so does sending the copy as one batch: a foreign
@@ -256,6 +257,9 @@ def clone_schema(template: str, name: str, using: str = DEFAULT_DB_ALIAS) -> Non
         with search_path(cursor, ", ".join([dst, *shared])), local_schemas(cursor):
             for statement in statements:
                 cursor.execute(statement)
+        cursor.execute("SHOW citus.enable_schema_based_sharding")
+        if cursor.fetchone()[0] != "on":
+            return  # a plain schema, as CREATE SCHEMA would make here
         cursor.execute("SELECT citus_schema_distribute(%s::regnamespace)", [name])
         # Distributing recreates the sequences at their start: set them where the copy's are.
         for statement in statements:
