@@ -8,6 +8,8 @@ import pytest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connections
 from django.db.backends.postgresql.base import DatabaseWrapper
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 import schemata
 from schemata import SchemaUnavailable
@@ -177,3 +179,21 @@ def test_assigned_connection_objects_are_tracked() -> None:
         return wrapper in connections.all()
 
     assert in_thread(scenario) is True
+
+
+@override_settings(SCHEMATA_POOL={"max_size": 1})
+def test_a_query_capture_on_a_schema_alias_outlives_its_connection_going_back() -> None:
+    def scenario() -> list[str]:
+        request_started.send(sender=None)
+        with CaptureQueriesContext(connections["t12"]) as queries:
+            Note.objects.using("t12").filter(title="before").count()
+            # At the pool's cap of one: t12's connection is given back for t13's.
+            Note.objects.using("t13").count()
+            request_finished.send(sender=None)
+            Note.objects.using("t12").filter(title="after").count()
+        return [query["sql"] for query in queries]
+
+    captured = in_thread(scenario)
+
+    assert len(captured) == 2
+    assert "'before'" in captured[0] and "'after'" in captured[1]
