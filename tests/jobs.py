@@ -14,6 +14,18 @@ def echo(schema: str, options: dict[str, Any]) -> Outcome:
     return Outcome(schema, "done", (f"pid {os.getpid()}",))
 
 
+def meet(schema: str, options: dict[str, Any]) -> Outcome:
+    """Say which process runs the schema, then wait until ``count`` processes have said so."""
+    met = Path(options["dir"])
+    (met / f"{os.getpid()}.pid").touch()
+    deadline = time.monotonic() + 10
+    while len(list(met.glob("*.pid"))) < options["count"]:
+        if time.monotonic() > deadline:
+            return Outcome(schema, "failed", error=f"alone in process {os.getpid()}")
+        time.sleep(0.01)
+    return Outcome(schema, "done", (f"pid {os.getpid()}",))
+
+
 def die(schema: str, options: dict[str, Any]) -> Outcome:
     os._exit(3)  # a worker killed in the middle of a schema
 

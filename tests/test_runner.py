@@ -25,7 +25,26 @@ def test_workers_are_reused_for_many_schemas() -> None:
 
     assert report.counts == {"done": 8}
     assert sorted(outcome.schema for outcome in seen) == [f"t{i:02}" for i in range(8)]
-    assert len({outcome.lines for outcome in seen}) <= 2
+    pids = {outcome.lines for outcome in seen}
+    assert len(pids) <= 2
+    assert (f"pid {os.getpid()}",) not in pids
+
+
+def test_parallel_jobs_run_at_once_in_that_many_other_processes(tmp_path: Path) -> None:
+    seen: list[Outcome] = []
+
+    report = run_jobs(
+        "tests.jobs.meet",
+        ["t00", "t01", "t02"],
+        {"dir": str(tmp_path), "count": 3},
+        parallel=3,
+        on_outcome=seen.append,
+    )
+
+    assert report.counts == {"done": 3}
+    pids = {outcome.lines[0] for outcome in seen}
+    assert len(pids) == 3
+    assert f"pid {os.getpid()}" not in pids
 
 
 def test_a_dead_worker_fails_its_schemas_and_starts_no_more() -> None:
