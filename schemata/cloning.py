@@ -30,6 +30,14 @@ def clone_schema(template: str, name: str, using: str = DEFAULT_DB_ALIAS) -> Non
     problem = schema_name_problem(name)
     if problem:
         raise SchemataError(problem)
+    from schemata.citus import citus_version
+
+    if citus_version(using) is not None:
+        # Citus refuses this one-batch copy, and identity columns added to distributed tables.
+        from schemata.citus import clone_schema as clone_for_citus
+
+        clone_for_citus(template, name, using)
+        return
     connection = connections[using]
     with transaction.atomic(using=using), connection.cursor() as cursor:
         cursor.execute(

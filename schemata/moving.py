@@ -81,6 +81,14 @@ def move_apps(
             raise MoveRefused(
                 f"{target} already has {', '.join(clash)}{needs}; nothing was moved."
             )
+        distributed = _distributed(cursor, [source, target])
+        if distributed:
+            raise MoveRefused(
+                f"{' and '.join(distributed)} {'are' if len(distributed) > 1 else 'is a'} "
+                f"distributed schema{'s' if len(distributed) > 1 else ''} of Citus, which "
+                f"refuses to move tables into or out of one (ALTER TABLE ... SET SCHEMA); "
+                f"nothing was moved."
+            )
         if present is None:
             cursor.execute(f"CREATE SCHEMA {dst}")
             lines.append(f"{target}: schema created")
@@ -254,3 +262,16 @@ def _refuse_foreign_keys(cursor: Any, source: str, target: str, moving: list[str
             f"{from_schema}.{from_table} has a foreign key to {source}.{to_table}, which would "
             f"move to {target}: move its app along; nothing was moved."
         )
+
+
+def _distributed(cursor: Any, schemas: list[str]) -> list[str]:
+    """Those of ``schemas`` that are distributed schemas of Citus (none without Citus)."""
+    cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+    if not cursor.fetchone()[0]:
+        return []
+    cursor.execute(
+        "SELECT schema_name::text FROM citus_schemas WHERE schema_name::text = ANY(%s)",
+        [schemas],
+    )
+    found = {row[0] for row in cursor.fetchall()}
+    return [schema for schema in schemas if schema in found]

@@ -259,6 +259,41 @@ def test_cloning_makes_a_distributed_copy_with_the_templates_rows(project: Proje
     assert migrated == "Summary: 1 up to date.\n"
 
 
+def test_manage_schemata_clones_through_citus_own_way(project: Project) -> None:
+    tenants = (*TENANTS, "c3")
+
+    created = project.django("manage_schemata", "--clone-from", "t1", tenants=tenants)
+    try:
+        distributed = project.query(
+            "SELECT 1 FROM citus_schemas WHERE schema_name = 'c3'::regnamespace"
+        )
+        rows = project.query("SELECT title FROM c3.citus_tenant_order ORDER BY id")
+    finally:
+        project.query("DROP SCHEMA IF EXISTS c3 CASCADE")
+
+    assert "c3: created from t1" in ok(created)
+    assert distributed == [(1,)]
+    assert rows == [("t1",)]
+
+
+def test_move_app_between_distributed_schemas_is_refused_with_a_clear_error(
+    project: Project,
+) -> None:
+    tenants = (*TENANTS, "c4")
+
+    result = project.django(
+        "move_app", "citus_tenant", "--from", "t1", "--to", "c4", tenants=tenants
+    )
+
+    assert result.returncode == 1
+    assert (
+        "CommandError: t1 is a distributed schema of Citus, which refuses to move tables into "
+        "or out of one (ALTER TABLE ... SET SCHEMA); nothing was moved."
+    ) in result.stderr
+    assert project.query("SELECT count(*) FROM t1.citus_tenant_order") == [(1,)]
+    assert project.query("SELECT to_regnamespace('c4') IS NULL") == [(True,)]
+
+
 def test_cloning_refuses_an_unmigrated_template(project: Project) -> None:
     result = project.django(
         "shell", "-c", "from schemata.citus import clone_schema; clone_schema('nowhere', 'c2')"
