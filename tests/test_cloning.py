@@ -167,3 +167,61 @@ def test_manage_schemata_reports_a_bad_template() -> None:
 
     with pytest.raises(CommandError, match="The template 'nope' is not a migrated schema"):
         run("manage_schemata", "--clone-from", "nope")
+
+
+def add_serials_and_views(schema: str) -> None:
+    """Give a migrated schema serial columns, a sequence of its own and views, with rows."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE {schema}.counter (id serial PRIMARY KEY, big bigserial, label text);"
+            f"INSERT INTO {schema}.counter (label) VALUES ('one'), ('two');"
+            f"CREATE SEQUENCE {schema}.ticket START 100;"
+            f"SELECT nextval('{schema}.ticket'), nextval('{schema}.ticket');"
+            f"INSERT INTO {schema}.testapp_note (title) VALUES ('template');"
+            f"CREATE VIEW {schema}.titles AS SELECT upper(title) AS title FROM "
+            f"{schema}.testapp_note;"
+            f"CREATE MATERIALIZED VIEW {schema}.labels AS SELECT label FROM {schema}.counter;"
+        )
+
+
+def test_a_clone_continues_serial_columns_and_sequences_on_sequences_of_its_own() -> None:
+    run("migrate_schemata", "--schema", "fresh1", interactive=False)
+    add_serials_and_views("fresh1")
+
+    clone_schema("fresh1", "fresh2")
+
+    assert pg_dump_schema("fresh2") == pg_dump_schema("fresh1")
+    with connections["default"].cursor() as cursor:
+        cursor.execute("INSERT INTO fresh2.counter (label) VALUES ('three')")
+        cursor.execute("SELECT nextval('fresh2.ticket')")
+        assert cursor.fetchone() == (102,)
+        cursor.execute("INSERT INTO fresh1.counter (label) VALUES ('three') RETURNING id, big")
+        assert cursor.fetchone() == (3, 3)  # the clone took nothing from the template's
+        cursor.execute("SELECT id, big, label FROM fresh2.counter ORDER BY id")
+        assert cursor.fetchall() == [(1, 1, "one"), (2, 2, "two"), (3, 3, "three")]
+        cursor.execute(
+            "SELECT pg_get_serial_sequence('fresh2.counter', 'big'), "
+            "format_type(seqtypid, NULL) FROM pg_sequence "
+            "WHERE seqrelid = pg_get_serial_sequence('fresh2.counter', 'big')::regclass"
+        )
+        assert cursor.fetchone() == ("fresh2.counter_big_seq", "bigint")
+
+
+def test_a_clone_has_the_templates_views_reading_its_own_tables() -> None:
+    run("migrate_schemata", "--schema", "fresh1", interactive=False)
+    add_serials_and_views("fresh1")
+
+    clone_schema("fresh1", "fresh2")
+
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO fresh2.testapp_note (title) VALUES ('clone');"
+            "INSERT INTO fresh2.counter (label) VALUES ('three');"
+            "REFRESH MATERIALIZED VIEW fresh2.labels"
+        )
+        cursor.execute("SELECT array_agg(title ORDER BY title) FROM fresh2.titles")
+        assert cursor.fetchone() == (["CLONE", "TEMPLATE"],)
+        cursor.execute("SELECT array_agg(label ORDER BY label) FROM fresh2.labels")
+        assert cursor.fetchone() == (["one", "three", "two"],)
+        cursor.execute("SELECT array_agg(title) FROM fresh1.titles")
+        assert cursor.fetchone() == (["TEMPLATE"],)
