@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from celery import Celery, Task
 from celery.signals import task_received
@@ -26,6 +27,11 @@ app.conf.update(
 schemata.celery.install(app)
 
 
+def task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``app.task(**options)``: Celery has no type information, so its tasks are ``Any``."""
+    return cast("Callable[[Callable[..., Any]], Any]", app.task(**options))
+
+
 def active() -> str | None:
     schema = schemata.get_current_schema()
     return schema.name if schema else None
@@ -35,24 +41,26 @@ def active() -> str | None:
 on_receipt: dict[str, str | None] = {}
 
 
-@task_received.connect
 def remember_schema_on_receipt(request: Any, **kwargs: Any) -> None:
     on_receipt[request.id] = active()
 
 
-@app.task(bind=True)
+task_received.connect(remember_schema_on_receipt)
+
+
+@task(bind=True)
 def where_received(self: Task) -> dict[str, Any]:
     """The schema active when the worker received this task, and while it runs."""
     return {"received": on_receipt.pop(self.request.id), "running": active(), "pid": os.getpid()}
 
 
-@app.task
+@task()
 def where(*results: Any) -> dict[str, Any]:
     """The active schema, the results of the tasks before it and the worker's process id."""
     return {"schema": active(), "results": list(results), "pid": os.getpid()}
 
 
-@app.task
+@task()
 def write(title: str) -> str | None:
     """Save a note wherever the router sends it; return the active schema."""
     from tests.testapp.models import Note
@@ -61,19 +69,19 @@ def write(title: str) -> str | None:
     return active()
 
 
-@app.task
+@task()
 def fail() -> None:
     raise ValueError(f"failed in {active()}")
 
 
-@app.task(bind=True, max_retries=1)
+@task(bind=True, max_retries=1)
 def retry_once(self: Task) -> dict[str, Any]:
     if not self.request.retries:
         raise self.retry(countdown=0)
     return {"schema": active(), "retries": self.request.retries}
 
 
-@app.task
+@task()
 def backend_pid() -> int:
     """The process id of the PostgreSQL backend serving the active schema's connection."""
     with schemata.get_connection().cursor() as cursor:
@@ -82,7 +90,7 @@ def backend_pid() -> int:
     return pid
 
 
-@app.task
+@task()
 def schema_connections() -> list[str]:
     """Query the active schema; list the schema aliases this thread has connection objects for."""
     from tests.testapp.models import Note

@@ -61,10 +61,10 @@ class TestSharedUsers:
         member("ann", "fresh1", "fresh2")
         client = logged_in(ONE)
 
-        cookie = {"HTTP_COOKIE": f"sessionid={client.cookies['sessionid'].value}"}
+        cookie = {"cookie": f"sessionid={client.cookies['sessionid'].value}"}
 
-        on_two = Client().get("/me/", HTTP_HOST=TWO, **cookie).json()  # the cookie, copied
-        on_one = Client().get("/me/", HTTP_HOST=ONE, **cookie).json()
+        on_two = Client().get("/me/", HTTP_HOST=TWO, headers=cookie).json()  # the cookie, copied
+        on_one = Client().get("/me/", HTTP_HOST=ONE, headers=cookie).json()
 
         assert on_two == {"user": None}
         assert on_one["user"] == "ann"  # the session is left as it was
@@ -142,10 +142,10 @@ class TestSharedUsers:
         ann = member("ann", "fresh1", "fresh2")
         with schemata.override("fresh1"):
             token = Token.objects.create(user=ann)
-        auth = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
+        auth = {"authorization": f"Token {token.key}"}
 
-        on_one = Client(HTTP_HOST=ONE).get("/drf/me/", **auth)
-        on_two = Client(HTTP_HOST=TWO).get("/drf/me/", **auth)
+        on_one = Client(HTTP_HOST=ONE).get("/drf/me/", headers=auth)
+        on_two = Client(HTTP_HOST=TWO).get("/drf/me/", headers=auth)
 
         assert on_one.json()["user"] == "ann"
         assert on_two.status_code == 401
@@ -154,12 +154,12 @@ class TestSharedUsers:
         ann = member("ann", "fresh1", is_staff=True)
         with schemata.override("fresh1"):
             token = Token.objects.create(user=ann)
-        auth = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
-        assert Client(HTTP_HOST=ONE).get("/drf/me/", **auth).json()["is_staff"] is True
+        auth = {"authorization": f"Token {token.key}"}
+        assert Client(HTTP_HOST=ONE).get("/drf/me/", headers=auth).json()["is_staff"] is True
 
         Membership.objects.using("fresh1").filter(pk=ann.pk).delete()
 
-        response = Client(HTTP_HOST=ONE).get("/drf/me/", **auth)
+        response = Client(HTTP_HOST=ONE).get("/drf/me/", headers=auth)
         assert response.status_code == 401
         assert response.json() == {"detail": "User is not a member of this tenant."}
 

@@ -98,7 +98,12 @@ def test_drop_asks_for_confirmation_and_a_no_changes_nothing(
 ) -> None:
     create_stray()
     prompts: list[str] = []
-    monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or "no")
+
+    def answer(prompt: str) -> str:
+        prompts.append(prompt)
+        return "no"
+
+    monkeypatch.setattr("builtins.input", answer)
 
     with pytest.raises(CommandError, match="Drop cancelled: nothing was changed."):
         manage_schemata("--drop", "stray")

@@ -47,13 +47,15 @@ def migrate_fresh(*names: str, **options: Any) -> list[str]:
 def relation(name: str) -> str | None:
     with connections["default"].cursor() as cursor:
         cursor.execute("SELECT to_regclass(%s)::text", [name])
-        return cursor.fetchone()[0]  # type: ignore[index, no-any-return]
+        found: str | None = cursor.fetchone()[0]
+        return found
 
 
 def seeds(schema: str) -> int:
     with connections["default"].cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {schema}.seedapp_seed")
-        return cursor.fetchone()[0]  # type: ignore[index, no-any-return]
+        count: int = cursor.fetchone()[0]
+        return count
 
 
 def recorded(schema: str) -> set[tuple[str, str]]:
@@ -71,7 +73,8 @@ def with_public_on_path(alias: str) -> None:
 def content_types(schema: str) -> int:
     with connections["default"].cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {schema}.django_content_type")
-        return cursor.fetchone()[0]  # type: ignore[index, no-any-return]
+        count: int = cursor.fetchone()[0]
+        return count
 
 
 def shape(schema: str) -> list[Any]:
@@ -168,9 +171,11 @@ class TestMigrateSchemata:
         connection = connections["default"]
         queries: list[str] = []
 
-        with connection.execute_wrapper(
-            lambda execute, sql, *args: (queries.append(sql), execute(sql, *args))[1]
-        ):
+        def record(execute: Any, sql: str, *args: Any) -> Any:
+            queries.append(sql)
+            return execute(sql, *args)
+
+        with connection.execute_wrapper(record):
             current = up_to_date_schemas(["fresh1", "fresh2", "fresh3", "t00"])
 
         assert current == {"fresh1", "fresh2"}
@@ -223,7 +228,9 @@ class TestMigrateSchemata:
 
         assert shape("fresh2") == shape("fresh1")
 
-    def test_a_second_schema_reuses_the_states_of_the_first(self) -> None:
+    def test_a_second_schema_reuses_the_states_of_the_first(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         from django.db.migrations.state import ProjectState
 
         clones: list[None] = []
@@ -234,13 +241,11 @@ class TestMigrateSchemata:
             return clone(state)
 
         forget_states()
-        ProjectState.clone = counting_clone  # type: ignore[method-assign]
-        try:
-            migrate_fresh("fresh1")
-            first = len(clones)
-            migrate_fresh("fresh2")
-        finally:
-            ProjectState.clone = clone  # type: ignore[method-assign]
+        monkeypatch.setattr(ProjectState, "clone", counting_clone)
+        migrate_fresh("fresh1")
+        first = len(clones)
+        migrate_fresh("fresh2")
+        monkeypatch.undo()
 
         assert len(clones) - first < first / 10
         assert shape("fresh2") == shape("fresh1")

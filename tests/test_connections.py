@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TypeVar
 
 import pytest
 from django.core.signals import request_finished, request_started
@@ -20,26 +20,28 @@ from tests.testapp.models import Note
 pytestmark = pytest.mark.django_db
 
 SchemaWrapper = schema_wrapper(DatabaseWrapper)
+T = TypeVar("T")
 
 
-def in_thread(func: Callable[[], Any]) -> Any:
+def in_thread(func: Callable[[], T]) -> T:
     """Run ``func`` in a new thread (so with its own connections) and return its result."""
-    result: dict[str, Any] = {}
+    results: list[T] = []
+    errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            result["value"] = func()
+            results.append(func())
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            result["error"] = exc
+            errors.append(exc)
         finally:
             connections.close_all()
 
     thread = threading.Thread(target=target)
     thread.start()
     thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+    if errors:
+        raise errors[0]
+    return results[0]
 
 
 def test_a_missing_schema_fails_loudly_instead_of_falling_back() -> None:
@@ -84,7 +86,8 @@ def test_schema_connections_open_on_their_search_path_without_public() -> None:
     def search_path() -> tuple[str, str]:
         with connections["beta"].cursor() as cursor:
             cursor.execute("SELECT current_schema(), current_setting('search_path')")
-            return cursor.fetchone()  # type: ignore[return-value]
+            row: tuple[str, str] = cursor.fetchone()
+            return row
 
     assert in_thread(search_path) == ("beta", "beta")
 

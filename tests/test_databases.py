@@ -7,7 +7,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from schemata import Schema, expand_databases
-from schemata.databases import DERIVED_CACHE_SIZE, normalize_host
+from schemata.databases import DERIVED_CACHE_SIZE, SchemataDatabases, normalize_host
 
 BASE: dict[str, Any] = {
     "ENGINE": "django.db.backends.postgresql",
@@ -17,7 +17,7 @@ BASE: dict[str, Any] = {
 }
 
 
-def expand(domains: dict[str, Any], **databases: Any) -> Any:
+def expand(domains: dict[str, Any], **databases: Any) -> SchemataDatabases:
     return expand_databases({"default": copy.deepcopy(BASE), **databases}, domains)
 
 

@@ -230,12 +230,13 @@ class TestBounds:
     def test_a_waiting_caller_gets_the_connection_given_back(self) -> None:
         got: list[int] = []
 
-        def later() -> None:
+        def hold_then_give_back(name: str) -> None:
+            got.append(backend_pid(name))
             time.sleep(0.2)
             end_request()  # gives this thread's connection back
 
         for name in ("t00", "t01", "t02"):
-            threading.Thread(target=lambda n=name: (got.append(backend_pid(n)), later())).start()
+            threading.Thread(target=hold_then_give_back, args=(name,)).start()
         time.sleep(0.1)
 
         assert backend_pid("alpha") in got

@@ -135,8 +135,8 @@ def test_a_job_that_raises_fails_its_schema_and_the_worker_goes_on() -> None:
 def test_a_status_given_as_its_string_becomes_the_member_and_still_equals_it() -> None:
     outcome = Outcome("t00", "up to date")
 
-    assert outcome.status is Status.UP_TO_DATE
     assert outcome.status == "up to date"
+    assert outcome.status is Status.UP_TO_DATE
     assert f"{outcome.status}" == "up to date"
 
 

@@ -12,6 +12,7 @@ from django.test import override_settings
 
 import schemata
 from schemata import NoActiveSchema
+from schemata.conf import conf
 from schemata.routers import SchemataRouter
 from schemata.schemas import create_schema
 from tests.conftest import drop_fresh, forget_schema_connections
@@ -63,7 +64,8 @@ class TestSharedApps:
         def search_path() -> str:
             with connections["fresh1"].cursor() as cursor:
                 cursor.execute("SHOW search_path")
-                return cursor.fetchone()[0]  # type: ignore[index, no-any-return]
+                path: str = cursor.fetchone()[0]
+                return path
 
         assert in_thread(search_path) == "fresh1,schemata_guard,public"
 
@@ -219,7 +221,7 @@ class TestSharedChecks:
 
     @override_settings(SCHEMATA_SHARED_APPS=SHARED, SCHEMATA_EXTENSION_SCHEMAS=["extensions"])
     def test_extension_schemas_follow_public_on_every_schema_path(self) -> None:
-        databases = connections.settings
+        databases = conf.databases
 
         assert databases.search_path("alpha") == "alpha,schemata_guard,public,extensions"
 

@@ -146,7 +146,7 @@ def test_a_schema_activated_in_a_task_stays_in_that_task() -> None:
         return get_current_schema().name  # type: ignore[union-attr]
 
     async def main() -> list[str]:
-        return await asyncio.gather(task("alpha"), task("beta"))
+        return list(await asyncio.gather(task("alpha"), task("beta")))
 
     assert asyncio.run(main()) == ["alpha", "beta"]
 

@@ -241,7 +241,7 @@ def test_run_time_tenants_are_off_unless_enabled() -> None:
     with pytest.raises(schemata.SchemataError, match="SCHEMATA_RUNTIME_TENANTS = True"):
         schemata.create_tenant(host("rt_one"), "rt_one", template="alpha")
 
-    assert all_schemas() == dict(connections.settings.schemas)
+    assert all_schemas() == dict(conf.databases.schemas)
 
 
 # --- delete, domains -----------------------------------------------------------------------
@@ -464,7 +464,7 @@ def test_changing_the_domains_setting_loads_the_tenants_again(runtime: None) -> 
 
 def test_an_unknown_name_is_a_key_error(runtime: None) -> None:
     with pytest.raises(KeyError):
-        connections.settings.schemas["rt_nope"]
+        conf.databases.schemas["rt_nope"]
 
 
 @pytest.mark.parametrize(
@@ -515,7 +515,7 @@ def test_all_schemas_lists_the_settings_then_the_run_time_tenants(runtime: None)
 
     names = list(all_schemas())
 
-    assert names == [*connections.settings.schemas, "rt_a", "rt_b"]
+    assert names == [*conf.databases.schemas, "rt_a", "rt_b"]
 
 
 def test_the_registry_tables_are_migrated_in_the_base_database_only() -> None:
