@@ -33,7 +33,7 @@ def launch(*args: str, user: str | None = None, **kwargs: object) -> subprocess.
     python = [sys.executable]
     if user:  # the interpreter of the suite may live where that user cannot go
         python = ["runuser", "-u", user, "--", "/usr/bin/python3"]
-    return subprocess.Popen(
+    return subprocess.Popen(  # type: ignore[no-any-return]  # **kwargs hides the text mode
         [*python, LAUNCHER, *args],
         cwd="/",
         env={key: value for key, value in os.environ.items() if key != "DATABASE_URL"},
