@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pty
+import select
+import time
 from collections.abc import Iterator
 from io import StringIO
 
@@ -21,6 +23,19 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def read_terminal(main: int, until: str, timeout: float = 10) -> str:
+    """What the terminal shows once it ends with ``until`` (it may come in several reads),
+    with the terminal's "\\r\\n" turned back into "\\n"."""
+    raw = b""
+    deadline = time.monotonic() + timeout
+    while not raw.decode().replace("\r\n", "\n").endswith(until):
+        ready, _, _ = select.select([main], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        raw += os.read(main, 65536)
+    return raw.decode().replace("\r\n", "\n")
 
 
 def lines_of(
@@ -119,7 +134,7 @@ def test_on_a_terminal_a_bar_is_redrawn_in_place_below_the_other_lines(
     out.write("Summary: 3 done, 1 failed.")
 
     # The terminal turns "\n" into "\r\n".
-    shown = os.read(main, 65536).decode().replace("\r\n", "\n")
+    shown = read_terminal(main, until="Summary: 3 done, 1 failed.\n")
     clear = "\r\x1b[K"
     assert shown == (
         "[t00] done\n"
@@ -146,7 +161,7 @@ def test_on_a_terminal_the_bar_is_redrawn_at_most_every_tenth_of_a_second(
         progress.advance(False)
     progress.finish()
 
-    shown = os.read(main, 65536).decode().replace("\r\n", "\n")
+    shown = read_terminal(main, until="50/50 schemas, 0 failed\x1b[K\n")
     # The first, every fourth after it, and the last.
     assert [draw.split("%")[1].split(",")[0] for draw in shown.split("\r")[1:]] == [
         f" {done}/50 schemas" for done in [1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 50]
