@@ -41,7 +41,14 @@ def migrate_fresh(*names: str, **options: Any) -> list[str]:
     schemas = [name for name in names if name.startswith("fresh")]
     extra = [name for name in names if not name.startswith("fresh")]
     args = [arg for name in schemas for arg in ("--schema", name)]
-    return run("migrate_schemata", *args, *extra, interactive=False, **options)
+    # Each schema's own output is shown from verbosity 2 (migrate's too, with its timings).
+    options.setdefault("verbosity", 2)
+    return applied(run("migrate_schemata", *args, *extra, interactive=False, **options))
+
+
+def applied(lines: list[str]) -> list[str]:
+    """``lines`` without the time that ``migrate`` adds to each migration from verbosity 2."""
+    return [re.sub(r" \(\d+\.\d+s\)$", "", line) for line in lines]
 
 
 def relation(name: str) -> str | None:
@@ -107,13 +114,35 @@ class TestMigrateSchemata:
     def test_a_fresh_schema_is_created_and_fully_migrated_beside_a_migrated_public(self) -> None:
         assert relation("public.django_migrations") == "django_migrations"
 
-        lines = migrate_fresh("fresh1")
+        lines = migrate_fresh("fresh1", verbosity=2)
 
         assert lines[:2] == ["[fresh1] schema created", "[fresh1] Operations to perform:"]
-        assert "[fresh1]   Applying testapp.0001_initial... OK" in lines
+        assert "[fresh1]   Applying testapp.0001_initial... OK" in applied(lines)
         assert lines[-1] == "Summary: 1 applied."
         assert recorded("fresh1") == ON_DISK
         assert relation("fresh1.testapp_note") == "fresh1.testapp_note"
+
+    def test_at_verbosity_1_only_failed_schemas_show_their_migrate_output(self) -> None:
+        with connections["default"].cursor() as cursor:
+            # fresh3 already has the table that its first migration creates.
+            cursor.execute("CREATE SCHEMA fresh3; CREATE TABLE fresh3.testapp_note (id int)")
+
+        out = StringIO()
+        with pytest.raises(CommandError):
+            call_command(
+                "migrate_schemata",
+                *("--schema", "fresh1", "--schema", "fresh2", "--schema", "fresh3"),
+                interactive=False,
+                stdout=out,
+                stderr=out,
+            )
+        lines = out.getvalue().splitlines()
+
+        assert lines[0] == "2 schemas created."
+        assert not [line for line in lines if line.startswith(("[fresh1]", "[fresh2]"))]
+        assert "[fresh3]   Applying testapp.0001_initial..." in lines
+        assert lines[-1] == "Summary: 2 applied, 1 failed."
+        assert recorded("fresh1") == recorded("fresh2") == ON_DISK
 
     def test_run_python_without_using_writes_into_the_schema_being_migrated(self) -> None:
         public_before = seeds("public")
@@ -359,12 +388,12 @@ class TestMigrateSchemata:
             assert seeds(name) == 1
 
     def test_parallel_output_is_prefixed_whole_lines(self) -> None:
-        lines = migrate_fresh("fresh1", "fresh2", parallel=2)
+        lines = migrate_fresh("fresh1", "fresh2", parallel=2, verbosity=2)
 
         schema_lines = [line for line in lines if line.startswith("[")]
         assert {line.split("]")[0] for line in schema_lines} == {"[fresh1", "[fresh2"}
-        assert "[fresh1]   Applying testapp.0001_initial... OK" in lines
-        assert "[fresh2]   Applying testapp.0001_initial... OK" in lines
+        assert "[fresh1]   Applying testapp.0001_initial... OK" in applied(lines)
+        assert "[fresh2]   Applying testapp.0001_initial... OK" in applied(lines)
         assert lines[-1] == "Summary: 2 applied."
 
     def test_an_interrupted_run_stops_between_schemas_and_a_rerun_finishes(
@@ -424,7 +453,7 @@ class TestMigrateSchemata:
         assert re.fullmatch(r"Progress: 1/2 schemas, 0 failed, about \d+s left", lines[2])
 
     def test_sync_schemata_runs_migrate_with_run_syncdb(self) -> None:
-        lines = run("sync_schemata", "--schema", "fresh4", interactive=False)
+        lines = run("sync_schemata", "--schema", "fresh4", interactive=False, verbosity=2)
 
         assert "[fresh4] Operations to perform:" in lines
         assert any(

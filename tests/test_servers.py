@@ -134,7 +134,7 @@ def test_migrate_schemata_migrates_each_servers_public_then_its_schemas(
 
 
 def test_a_rerun_finds_every_schema_on_both_servers_up_to_date(site: Site, migrated: str) -> None:
-    output = site.manage("migrate_schemata", "--parallel", "2").stdout
+    output = site.manage("migrate_schemata", "--parallel", "2", "-v", "2").stdout
 
     assert "Summary: 3 up to date." in output
     assert "Applying" not in output
@@ -265,7 +265,7 @@ def test_a_run_time_tenant_moves_to_another_server_and_is_served_there(
     assert "sr" not in schemas_on(site.eu) and "sr_moved" in schemas_on(site.eu)
     assert site.get("sr.example.com")["body"] == {"schema": "sr", "notes": ["sr-note"]}
     # Its migrations came along: nothing to apply.
-    rerun = site.manage("migrate_schemata", "--schema", "sr").stdout
+    rerun = site.manage("migrate_schemata", "--schema", "sr", "-v", "2").stdout
     assert "Applying" not in rerun and "Summary: 1 up to date." in rerun
 
 
@@ -275,7 +275,7 @@ def test_a_settings_tenant_moves_and_fails_loudly_until_its_settings_follow(
     moved = site.manage("move_schema", "sc", "--to", "default", "--noinput")
     before = site.get("sc.example.com", eu_schemas="sb,sc")
     after = site.get("sc.example.com", eu_schemas="sb")
-    rerun = site.manage("migrate_schemata", eu_schemas="sb").stdout
+    rerun = site.manage("migrate_schemata", "-v", "2", eu_schemas="sb").stdout
 
     assert "Next: set 'database': 'default' in the SCHEMATA_DOMAINS entries of 'sc'" in (
         moved.stdout

@@ -58,16 +58,22 @@ class SchemaCommand(BaseCommand):
         chosen = set(schemas) if schemas else set(known)
         return [name for name in known if name in chosen and name not in exclude]
 
-    def create_missing(self, names: list[str]) -> None:
-        """Create the schemas among ``names`` that the database lacks, saying so."""
+    def create_missing(self, names: list[str], verbosity: int = 2) -> None:
+        """Create the schemas among ``names`` that the database lacks, saying so: a line per
+        schema at ``verbosity`` 2, their number at 1."""
         by_base: dict[str, list[str]] = {}
         for name in names:
             by_base.setdefault(conf.databases.schemas[name].base, []).append(name)
+        created = 0
         for base, members in by_base.items():
             present = existing_schemas(base)
             for name in members:
                 if name not in present and create_schema(name, base):
-                    self.stdout.write(f"[{name}] schema created")
+                    created += 1
+                    if verbosity >= 2:
+                        self.stdout.write(f"[{name}] schema created")
+        if created and verbosity == 1:
+            self.stdout.write(f"{created} schema{'s' if created > 1 else ''} created.")
 
     def run_per_schema(
         self,
@@ -80,9 +86,13 @@ class SchemaCommand(BaseCommand):
         verbosity: int,
         done: list[Outcome] | None = None,
         finished: str | None = None,
+        quiet: bool = False,
     ) -> Report:
         """Run ``job`` for ``names``, print each schema's lines prefixed, the progress (see
         ``Progress``), then a summary.
+
+        With ``quiet``, a schema's lines are printed at ``verbosity`` 2 only, or when it failed:
+        10,000 schemas' ``migrate`` output would bury the failures and the progress.
 
         ``done`` are outcomes known without running the job (schemas already up to date);
         ``finished`` tells which schemas a dead worker process had completed (see run_jobs).
@@ -97,7 +107,7 @@ class SchemaCommand(BaseCommand):
         def show(outcome: Outcome) -> None:
             failed = outcome.status == FAILED
             with progress.above():
-                for line in outcome.lines:
+                for line in outcome.lines if failed or verbosity >= 2 or not quiet else ():
                     self.stdout.write(f"[{outcome.schema}] {line}")
                 if failed:
                     self.stdout.flush()

@@ -100,7 +100,7 @@ class Command(SchemaCommand):
             migrate_options["interactive"] = False  # workers have no terminal to ask on
         read_only = options["plan"] or options["check_unapplied"]
         if not read_only:
-            self.create_missing(names)
+            self.create_missing(names, verbosity)
 
         skip_current = not (
             options["app_label"] or options["run_syncdb"] or options["prune"] or options["plan"]
@@ -123,6 +123,8 @@ class Command(SchemaCommand):
             **run,
             done=done,
             finished="schemata.migrator.finished_schemas",
+            # What --plan prints is what was asked for; the migrations applied are not.
+            quiet=not read_only,
         )
 
     def public_wanted(self, options: dict[str, Any]) -> bool:
