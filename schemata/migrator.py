@@ -16,7 +16,7 @@ from django.db.models.signals import post_migrate
 from schemata.conf import conf
 from schemata.connections import release_idle_connections
 from schemata.marker import APP, digest, is_marker, write_marker
-from schemata.runner import FAILED, Outcome
+from schemata.runner import FAILED, Outcome, Status
 from schemata.state import override
 from schemata.statecache import reusing_states
 
@@ -79,7 +79,7 @@ def migrate_schema(schema: str, options: dict[str, Any]) -> Outcome:
         return outcome
     if options.get("plan"):
         return outcome
-    return Outcome(schema, "applied" if any(plans) else "up to date", outcome.lines)
+    return Outcome(schema, Status.APPLIED if any(plans) else Status.UP_TO_DATE, outcome.lines)
 
 
 def finished_schemas(schemas: list[str], options: dict[str, Any]) -> set[str]:
@@ -172,7 +172,7 @@ def _call(
         # object) alive.
         connections[alias or schema].close()
         release_idle_connections()
-    return Outcome(schema, "done", _lines(out, err))
+    return Outcome(schema, Status.DONE, _lines(out, err))
 
 
 def _lines(*streams: StringIO) -> tuple[str, ...]:

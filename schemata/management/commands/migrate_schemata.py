@@ -21,7 +21,7 @@ from schemata.migrator import (
     public_job,
 )
 from schemata.registry import all_schemas
-from schemata.runner import FAILED, Outcome
+from schemata.runner import FAILED, Outcome, Status
 from schemata.statecache import check_django
 
 #: Options of this command that are not migrate's.
@@ -114,7 +114,7 @@ class Command(SchemaCommand):
         done: list[Outcome] = []
         if skip_current:
             current = current_schemas(names)
-            done = [Outcome(name, "up to date") for name in names if name in current]
+            done = [Outcome(name, Status.UP_TO_DATE) for name in names if name in current]
             names = [name for name in names if name not in current]
         self.run_per_schema(
             "schemata.migrator.migrate_schema",
