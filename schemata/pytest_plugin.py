@@ -36,6 +36,58 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Have pytest-django set up the test database of every server that holds schemas.
+
+    It sets up ``default``'s alone unless a test names others; the schemas of another server
+    would then be made, and written, in that server's real database.
+    """
+    from django.conf import settings
+
+    from schemata.databases import SchemataDatabases
+
+    # Without Django's settings (pytest run outside a project), or before expand_databases()
+    # is in them (schemata.E001 says so), there is nothing to add.
+    if not settings.configured or not isinstance(settings.DATABASES, SchemataDatabases):
+        return
+    from schemata.testing import schema_servers
+
+    servers = schema_servers()
+    if servers == ["default"]:
+        return
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if marker is None and not fixtures & DB_FIXTURES:
+            continue
+        wanted = _django_db(*marker.args, **marker.kwargs) if marker else {}
+        databases = wanted.get("databases")
+        if databases == "__all__":
+            continue
+        wanted["databases"] = sorted({*(databases or ["default"]), *servers})
+        if marker is None and fixtures & TRANSACTIONAL_FIXTURES:
+            wanted["transaction"] = True
+        item.add_marker(pytest.mark.django_db(**wanted))
+
+
+def _django_db(
+    transaction: bool = False,
+    reset_sequences: bool = False,
+    databases: Any = None,
+    serialized_rollback: bool = False,
+    available_apps: Any = None,
+) -> dict[str, Any]:
+    """The arguments of a ``django_db`` marker, by name (its signature in pytest-django)."""
+    return {
+        "transaction": transaction,
+        "reset_sequences": reset_sequences,
+        "databases": databases,
+        "serialized_rollback": serialized_rollback,
+        "available_apps": available_apps,
+    }
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "every_schema" in metafunc.fixturenames:
         from schemata.conf import conf

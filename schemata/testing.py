@@ -22,26 +22,46 @@ from typing import Any, ClassVar
 
 from django.core.management import call_command
 from django.db import connections, transaction
+from django.db.backends.base.creation import TEST_DATABASE_PREFIX
 from django.test import Client, TestCase, TransactionTestCase
 from psycopg.pq import TransactionStatus
 
 from schemata.conf import conf
 from schemata.connections import SchemataConnectionHandler
-from schemata.databases import Schema
+from schemata.databases import Schema, bases
 from schemata.exceptions import SchemaUnavailable
 from schemata.state import activate, get_schema, reset
 
 _migrated = False
 
 
+def schema_servers() -> list[str]:
+    """The aliases of the servers that hold the settings' schemas: each needs a test database."""
+    return bases(conf.databases)
+
+
 def setup_schemas(parallel: int = 1) -> None:
     """Create and migrate every schema in the test database, once per process.
 
     Schemas already up to date (``--reuse-db``, ``--keepdb``) are only checked, in one query.
+    Refuses to run on a server whose test database was not set up: its schemas would be made
+    in the real one.
     """
     global _migrated
     if _migrated:
         return
+    for alias in schema_servers():
+        settings = connections[alias].settings_dict
+        name = str(settings["NAME"])
+        if name != settings.get("TEST", {}).get("NAME") and not name.startswith(
+            TEST_DATABASE_PREFIX
+        ):
+            raise SchemaUnavailable(
+                f"The test database of {alias!r} was not set up, so its schemas would be made "
+                f"in the real database {name!r}. Tests that use the database must include "
+                f"{alias!r} in their databases (the pytest plugin adds it; a TestCase of your "
+                f"own: databases = {{'default', {alias!r}}})."
+            )
     call_command("migrate_schemata", interactive=False, verbosity=0, parallel=parallel)
     connections.close_all()
     _migrated = True
@@ -219,6 +239,14 @@ def _cascade_truncate(
     return execute(sql, params, many, context)
 
 
+class _SchemaServers:
+    """The ``databases`` of a test class that sets none: read when Django asks, once the
+    settings are loaded."""
+
+    def __get__(self, instance: object, owner: type) -> set[str]:
+        return {"default", *schema_servers()}
+
+
 class SchemataTestMixin:
     """Isolate the schema aliases a test touches; with ``schema`` set, activate that schema.
 
@@ -227,6 +255,8 @@ class SchemataTestMixin:
 
     schema: ClassVar[str | None] = None
     client: Client
+    #: ``default`` and every server that holds schemas (Django sets up these test databases).
+    databases: Any = _SchemaServers()
     _schemata_transactional: ClassVar[bool] = False
     _schemata_layer: ClassVar[Layer]
     _schemata_token: ClassVar[Token[Schema | None]]

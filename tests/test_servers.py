@@ -108,6 +108,93 @@ def site() -> Iterator[Site]:
         yield Site(main, eu, Path(tmp))
 
 
+PLUGIN_TESTS = """
+import pytest
+import schemata
+from tests.testapp.models import Note
+
+
+@pytest.mark.schema("sb")
+def test_writes_on_a_schema_of_the_second_server(schema):
+    Note.objects.create(title="x")
+    assert Note.objects.count() == 1
+
+
+@pytest.mark.schema("sb")
+def test_are_rolled_back(schema):
+    assert Note.objects.count() == 0
+
+
+def test_any_schema_on_either_server_is_isolated(db):
+    for name in ("sa", "sc"):
+        with schemata.override(name):
+            Note.objects.create(title=name)
+            assert list(Note.objects.values_list("title", flat=True)) == [name]
+
+
+def test_so_the_next_test_sees_none(db):
+    for name in ("sa", "sc"):
+        with schemata.override(name):
+            assert Note.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_tests_commit_on_both_servers():
+    for name in ("sa", "sb"):
+        with schemata.override(name):
+            Note.objects.create(title=name)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_and_are_flushed_after():
+    for name in ("sa", "sb"):
+        with schemata.override(name):
+            assert Note.objects.count() == 0
+
+
+def test_every_schema(every_schema):
+    assert Note.objects.count() == 0
+"""
+
+PLUGIN_CASES = """
+import schemata.testing
+from tests.testapp.models import Note
+
+
+class TestCases(schemata.testing.SchemataTestCase):
+    schema = "sc"
+
+    def test_a_test_case_writes_on_the_second_server(self):
+        Note.objects.create(title="case")
+        self.assertEqual(self.client.get("/").json(), {"schema": "sc", "notes": ["case"]})
+
+    def test_and_its_writes_are_rolled_back(self):
+        self.assertEqual(Note.objects.count(), 0)
+"""
+
+
+def test_the_pytest_plugin_isolates_schemas_on_both_servers(
+    site: Site, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in site.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE")
+    pytester.makefile(".ini", pytest="[pytest]\nDJANGO_SETTINGS_MODULE = tests.servers_settings\n")
+    pytester.makepyfile(test_two=PLUGIN_TESTS, test_cases=PLUGIN_CASES)
+
+    # Rows written in a test on either server are gone in the next; transactional tests
+    # commit on both and are flushed after; every_schema runs the test once per schema.
+    pytester.runpytest_subprocess("test_two.py", "-p", "no:cacheprovider").assert_outcomes(
+        passed=9
+    )
+    # A TestCase asks for the test databases of both servers by itself.
+    pytester.runpytest_subprocess("test_cases.py", "-p", "no:cacheprovider").assert_outcomes(
+        passed=2
+    )
+    # All of it in the two test databases: neither server's own database was touched.
+    assert schemas_on(site.main) == schemas_on(site.eu) == set()
+
+
 @pytest.fixture(scope="module")
 def migrated(site: Site) -> str:
     """The output of the first ``migrate_schemata --parallel 2``."""
