@@ -652,3 +652,55 @@ def test_the_command_removes_after_a_yes(runtime: None, monkeypatch: pytest.Monk
     tenants("remove", "rt_one")
 
     assert not schema_exists("rt_one")
+
+
+# --- unknown databases -----------------------------------------------------------------------
+
+
+def test_a_tenant_on_an_unknown_database_is_refused(runtime: None) -> None:
+    with pytest.raises(schemata.SchemataError) as excinfo:
+        schemata.create_tenant(host("rt_one"), "rt_one", database="gone")
+
+    assert str(excinfo.value) == (
+        "database='gone': 'gone' is not an alias of DATABASES (which has 'default')."
+    )
+    assert not Tenant.objects.exists()
+
+
+def test_a_tenant_row_on_an_unknown_database_is_an_error(runtime: None) -> None:
+    with transaction.atomic():
+        Tenant.objects.create(schema_name="rt_one", database="gone")
+        with connections["default"].cursor() as cursor:
+            cursor.execute(BUMP_SQL)
+
+    errors = check_runtime_tenants(databases=["default"])
+
+    assert [(e.id, e.msg) for e in errors] == [
+        (
+            "schemata.E016",
+            "The run-time tenant 'rt_one''s database: 'gone' is not an alias of DATABASES "
+            "(which has 'default').",
+        )
+    ]
+
+
+def test_manage_schemata_refuses_to_drop_a_run_time_tenant(runtime: None) -> None:
+    schemata.create_tenant(host("rt_one"), "rt_one", template="alpha")
+
+    with pytest.raises(CommandError) as excinfo:
+        call_command("manage_schemata", "--drop", "rt_one", "--noinput")
+
+    assert str(excinfo.value) == (
+        "Refusing to drop 'rt_one': it is a tenant registered at run time. Remove it with "
+        "'manage.py tenants remove rt_one'."
+    )
+    assert schema_exists("rt_one")
+
+
+def test_manage_schemata_drop_on_an_unknown_database_is_refused(runtime: None) -> None:
+    with pytest.raises(CommandError) as excinfo:
+        call_command("manage_schemata", "--drop", "stray", "--database", "gone", "--noinput")
+
+    assert str(excinfo.value) == (
+        "--database: 'gone' is not an alias of DATABASES (which has 'default')."
+    )
