@@ -191,7 +191,9 @@ def _copy(pg_dump: str, pg_restore: str, name: str, source: str, target: str) ->
         )
 
 
-def _die_with_parent() -> None:
+# Runs in the child between fork and exec, where coverage records nothing; the killed-move
+# test proves it (pg_restore ends with the command).
+def _die_with_parent() -> None:  # pragma: no cover
     """In the child: be killed when this process dies, however it dies (Linux).
 
     A ``pg_restore`` left running after ``kill -9`` of the command would commit its copy on

@@ -338,6 +338,125 @@ def test_moving_refuses_what_it_cannot_do_and_changes_nothing(site: Site, migrat
     assert "sb" not in schemas_on(site.main)
 
 
+def test_moving_refuses_unknown_or_absent_schemas_and_leftovers_of_an_earlier_move(
+    site: Site, migrated: str
+) -> None:
+    unknown = site.manage("move_schema", "nope", "--to", "default", "--noinput", check=False)
+    there = site.manage("move_schema", "sb", "--to", "eu", "--noinput", check=False)
+    # Declared on 'eu', but its schema is on 'default'.
+    absent = site.manage(
+        "move_schema", "sa", "--to", "default", "--noinput", eu_schemas="sa,sb,sc", check=False
+    )
+    with site.eu.connect(DATABASE) as connection:
+        connection.execute("CREATE SCHEMA sb_moved")
+    try:
+        leftover = site.manage("move_schema", "sb", "--to", "default", "--noinput", check=False)
+    finally:
+        with site.eu.connect(DATABASE) as connection:
+            connection.execute("DROP SCHEMA sb_moved")
+
+    assert "Unknown schema 'nope': it is in neither SCHEMATA_DOMAINS nor the run-time " in (
+        unknown.stderr
+    )
+    assert "CommandError: 'sb' is on 'eu' already." in there.stderr
+    assert "There is no schema 'sa' on its server to move." in absent.stderr
+    assert (
+        "'sb_moved', the copy an earlier move left, is still there: drop it first "
+        "('manage.py manage_schemata --drop sb_moved')." in leftover.stderr
+    )
+    assert notes_on(site.eu, "sb") == ["sb-note"]
+    assert "sb" not in schemas_on(site.main)
+
+
+def test_moving_asks_for_confirmation_and_a_no_changes_nothing(site: Site, migrated: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "move_schema", "sb", "--to", "default"],
+        input="no\n",
+        capture_output=True,
+        text=True,
+        cwd=site.tmp,
+        env=site.env(),
+    )
+
+    assert result.returncode == 1
+    assert "This copies 'sb' to 'default'" in result.stdout
+    assert "CommandError: Move cancelled: nothing was changed." in result.stderr
+    assert "sb" not in schemas_on(site.main)
+
+
+#: On the target: a row appears in sb.testapp_note as the restore creates it, or the restore
+#: fails; either way the copy is not the source's.
+TAMPER = """
+CREATE FUNCTION public.tamper() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE r record;
+BEGIN
+    FOR r IN SELECT * FROM pg_event_trigger_ddl_commands()
+             WHERE command_tag = 'CREATE TABLE' AND object_identity = 'sb.testapp_note' LOOP
+        IF current_setting('schemata.tamper', true) = 'fail' THEN
+            RAISE EXCEPTION 'no tables here';
+        END IF;
+        INSERT INTO sb.testapp_note (id, title) VALUES (-1, 'stray');
+    END LOOP;
+END $$;
+CREATE EVENT TRIGGER tamper ON ddl_command_end EXECUTE FUNCTION public.tamper();
+"""
+
+
+def test_a_copy_that_differs_or_fails_on_the_target_is_dropped_there(
+    site: Site, migrated: str
+) -> None:
+    with site.main.connect(DATABASE) as connection:
+        connection.execute(TAMPER)
+    try:
+        differs = site.manage("move_schema", "sb", "--to", "default", "--noinput", check=False)
+        with site.main.connect(DATABASE) as connection:
+            connection.execute(f"ALTER DATABASE {DATABASE} SET schemata.tamper = 'fail'")
+        fails = site.manage("move_schema", "sb", "--to", "default", "--noinput", check=False)
+    finally:
+        with site.main.connect(DATABASE) as connection:
+            connection.execute(f"ALTER DATABASE {DATABASE} RESET schemata.tamper")
+            connection.execute("DROP EVENT TRIGGER tamper")
+            connection.execute("DROP FUNCTION public.tamper()")
+
+    assert (
+        "The copy of 'sb' on 'default' does not match the source (testapp_note): nothing was "
+        "changed on 'eu'." in differs.stderr
+    )
+    assert "Restoring 'sb' on 'default' failed, and was rolled back there: " in fails.stderr
+    assert "no tables here" in fails.stderr
+    assert "sb" not in schemas_on(site.main)
+    assert {"sb", "sb_moved"} & schemas_on(site.eu) == {"sb"}
+    assert notes_on(site.eu, "sb") == ["sb-note"]
+
+
+def test_a_tenant_without_tables_moves_with_no_rows_once_confirmed(
+    site: Site, migrated: str
+) -> None:
+    site.manage("tenants", "add", "se", "se.example.com", "--database", "eu")
+    with site.eu.connect(DATABASE) as connection:
+        connection.execute("DROP SCHEMA se CASCADE")
+        connection.execute("CREATE SCHEMA se")
+
+    moved = subprocess.run(
+        [sys.executable, "-m", "django", "move_schema", "se", "--to", "default"],
+        input="yes\n",
+        capture_output=True,
+        text=True,
+        cwd=site.tmp,
+        env=site.env(),
+    )
+
+    assert moved.returncode == 0, moved.stderr
+    assert (
+        "se: copied from 'eu' to 'default' (0 rows); the old copy is 'se_moved' on 'eu'."
+        in moved.stdout
+    )
+    assert "se" in schemas_on(site.main)
+    assert "se_moved" in schemas_on(site.eu)
+    site.manage("tenants", "remove", "se", "--noinput")
+    site.manage("manage_schemata", "--drop", "se_moved", "--database", "eu", "--noinput")
+
+
 def test_a_run_time_tenant_moves_to_another_server_and_is_served_there(
     site: Site, migrated: str
 ) -> None:
