@@ -1,0 +1,151 @@
+"""SchemaPool on its own, with real server connections: what it does with connections that
+cannot move, died while idle, fail their check, or come back mid-transaction."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connections
+from psycopg.pq import TransactionStatus
+
+from schemata.pool import SchemaPool
+
+pytestmark = pytest.mark.django_db
+
+
+class WrongPath(Exception):
+    pass
+
+
+@pytest.fixture
+def params(db: None) -> Iterator[dict[str, Any]]:
+    """psycopg connection parameters of the test database."""
+    return connections["default"].get_connection_params()  # type: ignore[no-any-return]
+
+
+def acquire(pool: SchemaPool, params: dict[str, Any], schema: str, **kwargs: Any) -> Any:
+    def open_new() -> Any:
+        return psycopg.connect(**params)
+
+    def verify(connection: Any, schemas: list[str]) -> None:
+        if schemas[:1] != [schema]:
+            raise WrongPath(f"on {schemas}, not {schema}")
+
+    return pool.acquire(
+        f"db:{schema}", open_new, verify, f"{schema}, public", f"schemata:{schema}",
+        reclaim=lambda: None, **kwargs,
+    )  # fmt: skip
+
+
+def terminate(connection: Any) -> None:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [connection.info.backend_pid])
+    time.sleep(0.1)  # the goodbye reaches the client's socket
+
+
+def schema_of(connection: Any) -> str:
+    return str(connection.execute("SELECT current_schema()").fetchone()[0])
+
+
+def test_at_the_cap_without_moves_the_least_recent_idle_connection_is_replaced(
+    params: dict[str, Any],
+) -> None:
+    pool = SchemaPool("default", max_size=1, timeout=1, move=False)
+    alpha = acquire(pool, params, "alpha")
+    pool.release(alpha, "db:alpha")
+
+    beta = acquire(pool, params, "beta")
+
+    assert beta is not alpha
+    assert alpha.closed
+    assert schema_of(beta) == "beta"
+    assert (pool.size, pool.stats.opened, pool.stats.discarded) == (1, 2, 1)
+    pool.release(beta, "db:beta")
+    pool.close()
+
+
+def test_a_connection_the_server_ended_is_replaced_instead_of_moved(
+    params: dict[str, Any],
+) -> None:
+    pool = SchemaPool("default", max_size=1, timeout=1, move=True)
+    alpha = acquire(pool, params, "alpha")
+    pool.release(alpha, "db:alpha")
+    terminate(alpha)
+
+    beta = acquire(pool, params, "beta")
+
+    assert beta is not alpha
+    assert schema_of(beta) == "beta"
+    assert (pool.stats.moved, pool.stats.discarded, pool.size) == (0, 1, 1)
+    pool.release(beta, "db:beta")
+    pool.close()
+
+
+def test_a_connection_closed_while_idle_is_not_handed_out(params: dict[str, Any]) -> None:
+    pool = SchemaPool("default", max_size=2, timeout=1, move=True)
+    alpha = acquire(pool, params, "alpha")
+    pool.release(alpha, "db:alpha")
+    alpha.close()
+
+    again = acquire(pool, params, "alpha")
+
+    assert again is not alpha
+    assert schema_of(again) == "alpha"
+    assert pool.stats.discarded == 1
+    pool.release(again, "db:alpha")
+    pool.close()
+
+
+def test_a_move_that_fails_its_check_raises_and_the_connection_stays_in_the_pool(
+    params: dict[str, Any],
+) -> None:
+    pool = SchemaPool("default", max_size=1, timeout=1, move=True)
+    alpha = acquire(pool, params, "alpha")
+    pool.release(alpha, "db:alpha")
+
+    with pytest.raises(WrongPath, match="not missing"):
+        acquire(pool, params, "missing")  # no such schema: the path resolves to public
+
+    assert pool.size == 1 and not alpha.closed
+    assert acquire(pool, params, "beta") is alpha  # moved before its next use
+    assert schema_of(alpha) == "beta"
+    pool.release(alpha, "db:beta")
+    pool.close()
+
+
+def test_a_connection_given_back_inside_a_transaction_is_rolled_back(
+    params: dict[str, Any],
+) -> None:
+    pool = SchemaPool("default", max_size=1, timeout=1, move=True)
+    alpha = acquire(pool, params, "alpha")
+    alpha.autocommit = False
+    alpha.execute("INSERT INTO testapp_note (title) VALUES ('never')")
+    assert alpha.info.transaction_status == TransactionStatus.INTRANS
+
+    pool.release(alpha, "db:alpha")
+
+    assert acquire(pool, params, "alpha") is alpha
+    assert alpha.autocommit
+    assert alpha.execute("SELECT count(*) FROM testapp_note WHERE title = 'never'").fetchone() == (
+        0,
+    )
+    pool.release(alpha, "db:alpha")
+    pool.close()
+
+
+def test_a_connection_whose_rollback_fails_is_discarded(params: dict[str, Any]) -> None:
+    pool = SchemaPool("default", max_size=1, timeout=1, move=True)
+    alpha = acquire(pool, params, "alpha")
+    alpha.autocommit = False
+    alpha.execute("SELECT 1")
+    terminate(alpha)
+
+    pool.release(alpha, "db:alpha")
+
+    assert alpha.closed
+    assert (pool.size, pool.stats.discarded) == (0, 1)
+    pool.close()
