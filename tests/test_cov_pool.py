@@ -4,7 +4,6 @@ cannot move, died while idle, fail their check, or come back mid-transaction."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -22,9 +21,9 @@ class WrongPath(Exception):
 
 
 @pytest.fixture
-def params(db: None) -> Iterator[dict[str, Any]]:
+def params(db: None) -> dict[str, Any]:
     """psycopg connection parameters of the test database."""
-    return connections["default"].get_connection_params()  # type: ignore[no-any-return]
+    return connections["default"].get_connection_params()
 
 
 def acquire(pool: SchemaPool, params: dict[str, Any], schema: str, **kwargs: Any) -> Any:
