@@ -353,9 +353,19 @@ def _terminated(connection: Connection[Any]) -> bool:
     if connection.closed or connection.broken:
         return True
     try:
-        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+        return _readable(connection.fileno())
     except (OSError, ValueError):
         return True
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has something to read (or was hung up on), without waiting."""
+    if hasattr(select, "poll"):
+        # Not select(): it refuses descriptors from 1024 up, which a busy process reaches.
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([fd], [], [], 0)  # pragma: no cover - no poll(): Windows
     return bool(readable)
 
 

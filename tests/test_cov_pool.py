@@ -148,3 +148,30 @@ def test_a_connection_whose_rollback_fails_is_discarded(params: dict[str, Any]) 
     assert alpha.closed
     assert (pool.size, pool.stats.discarded) == (0, 1)
     pool.close()
+
+
+def test_an_idle_connection_on_a_descriptor_above_1023_is_kept(params: dict[str, Any]) -> None:
+    # A process with many files open (a busy server) hands out descriptors from 1024 up,
+    # which select() refuses: every idle connection then looked terminated, and was dropped.
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), max(hard, 2048)))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        pool = SchemaPool("default", max_size=1, timeout=1, move=True)
+        alpha = acquire(pool, params, "alpha")
+        assert alpha.fileno() >= 1024
+        pool.release(alpha, "db:alpha")
+
+        again = acquire(pool, params, "alpha")
+
+        assert again is alpha
+        assert pool.stats.kept == 1 and pool.stats.discarded == 0
+        pool.release(again, "db:alpha")
+        pool.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
