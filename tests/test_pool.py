@@ -301,7 +301,7 @@ class TestHealing:
         end_request()
 
         child = os.fork()
-        if child == 0:  # pragma: no cover - the child's coverage is not collected
+        if child == 0:
             from schemata import pool as module
 
             os._exit(0 if not module._pools else 1)
