@@ -255,8 +255,14 @@ def test_server_connections_per_worker_never_exceed_the_pool_cap(
 
     sampler = threading.Thread(target=sample)
     sampler.start()
+    outcomes: list[Outcome] = []
     try:
-        outcomes = load(site, requests=150)
+        # Which worker accepts a connection is the kernel's choice: on a busy machine one may
+        # take them all for a while. Load until both have served (or give up after 5 rounds).
+        for _ in range(5):
+            outcomes += load(site, requests=150)
+            if len(peaks) == WORKERS:
+                break
     finally:
         done.set()
         sampler.join()
