@@ -305,6 +305,120 @@ def test_cloning_refuses_an_unmigrated_template(project: Project) -> None:
     )
 
 
+def test_cloning_refuses_a_bad_name_and_an_existing_schema(project: Project) -> None:
+    output = project.python(
+        "from schemata.exceptions import SchemataError\n"
+        "from schemata.citus import clone_schema\n"
+        "for name in ['Bad-Name', 't2']:\n"
+        "    try:\n"
+        "        clone_schema('t1', name)\n"
+        "    except SchemataError as exc:\n"
+        "        print(exc)\n"
+    )
+
+    assert output.splitlines() == [
+        "schema name 'Bad-Name' is invalid: use 1 to 63 lower-case ASCII letters, digits and "
+        "underscores, not starting with a digit.",
+        "The schema 't2' already exists.",
+    ]
+    assert project.query("SELECT to_regnamespace('Bad-Name') IS NULL") == [(True,)]
+
+
+def test_cloning_with_sharding_off_makes_a_plain_schema_with_the_templates_rows(
+    project: Project,
+) -> None:
+    tenants = (*TENANTS, "c5")
+
+    project.python(
+        "from django.db import connection\n"
+        "from schemata.citus import clone_schema\n"
+        "with connection.cursor() as cursor:\n"
+        "    cursor.execute('SET citus.enable_schema_based_sharding = off')\n"
+        "clone_schema('t1', 'c5')\n",
+        tenants,
+    )
+    try:
+        distributed = project.query(
+            "SELECT 1 FROM citus_schemas WHERE schema_name = 'c5'::regnamespace"
+        )
+        rows = project.query("SELECT title FROM c5.citus_tenant_order ORDER BY id")
+    finally:
+        project.query("DROP SCHEMA c5 CASCADE")
+
+    assert distributed == []
+    assert rows == [("t1",)]
+
+
+@pytest.fixture(scope="module")
+def bare(project: Project) -> Iterator[Project]:
+    """A database of the cluster with Citus and its nodes, but not migrated."""
+    project.cluster.create_database("bare")
+    try:
+        yield Project(project.cluster, "bare", project.tmp)
+    finally:
+        project.cluster.drop_database("bare")
+
+
+def test_the_reference_tables_command_converts_referenced_tables_first(bare: Project) -> None:
+    bare.query("CREATE TABLE django_content_type (id int PRIMARY KEY)")
+    bare.query(
+        "CREATE TABLE citus_shared_plan (id int PRIMARY KEY, "
+        "kind_id int REFERENCES django_content_type)"
+    )
+    try:
+        result = bare.django("citus_reference_tables")
+        kinds = bare.query(
+            "SELECT table_name::text, citus_table_type FROM citus_tables ORDER BY 1"
+        )
+    finally:
+        bare.query("DROP TABLE citus_shared_plan, django_content_type")
+
+    assert ok(result) == (
+        "public.django_content_type: now a reference table\n"
+        "public.citus_shared_plan: now a reference table\n"
+    )
+    assert kinds == [("citus_shared_plan", "reference"), ("django_content_type", "reference")]
+
+
+def test_the_reference_tables_command_refuses_foreign_keys_in_a_cycle(bare: Project) -> None:
+    bare.query("CREATE TABLE django_content_type (id int PRIMARY KEY, plan_id int)")
+    bare.query(
+        "CREATE TABLE citus_shared_plan (id int PRIMARY KEY, "
+        "kind_id int REFERENCES django_content_type)"
+    )
+    bare.query(
+        "ALTER TABLE django_content_type ADD FOREIGN KEY (plan_id) REFERENCES citus_shared_plan"
+    )
+    try:
+        result = bare.django("citus_reference_tables")
+        kinds = bare.query("SELECT count(*) FROM citus_tables")
+    finally:
+        bare.query("DROP TABLE citus_shared_plan, django_content_type CASCADE")
+
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "CommandError: Foreign keys between ['citus_shared_plan', 'django_content_type'] form "
+        "a cycle: convert them with create_reference_table() after dropping one of the keys."
+    )
+    assert kinds == [(0,)]
+
+
+def test_the_reference_tables_command_without_shared_tables_says_so(project: Project) -> None:
+    result = project.django(
+        "shell",
+        "-c",
+        "from django.core.management import call_command\n"
+        "from django.test import override_settings\n"
+        "with override_settings(SCHEMATA_SHARED_APPS=[]):\n"
+        "    call_command('citus_reference_tables')\n",
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "CommandError: SCHEMATA_SHARED_APPS names no app with tables: nothing to do."
+    )
+
+
 def test_move_schema_refuses_what_it_cannot_move(project: Project) -> None:
     worker = project.cluster.workers[0].port
 
