@@ -77,10 +77,6 @@ class Report:
     failed: list[Outcome] = field(default_factory=list)
     interrupted: bool = False
 
-    @property
-    def done(self) -> int:
-        return sum(self.counts.values())
-
 
 def run_jobs(
     job: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -62,3 +63,17 @@ def sleep(schema: str, options: dict[str, Any]) -> Outcome:
 
 def boom(schema: str, options: dict[str, Any]) -> Outcome:
     raise RuntimeError(f"no outcome for {schema}")
+
+
+def quick_or_sleep(schema: str, options: dict[str, Any]) -> Outcome:
+    """Finish the first schema at once; sleep on the others (see ``sleep``)."""
+    if schema == "t00":
+        return Outcome(schema, "done")
+    return sleep(schema, options)
+
+
+def interrupt_twice(schema: str, options: dict[str, Any]) -> Outcome:
+    """Press Ctrl-C twice in this process."""
+    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGINT)
+    return Outcome(schema, "done")

@@ -4,8 +4,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,3 +145,46 @@ def test_a_status_given_as_its_string_becomes_the_member_and_still_equals_it() -
 def test_an_unknown_status_is_refused_where_the_outcome_is_made() -> None:
     with pytest.raises(ValueError, match="'upto date' is not a valid Status"):
         Outcome("t00", "upto date")
+
+
+def test_an_error_in_the_parent_kills_the_busy_workers_at_once(tmp_path: Path) -> None:
+    def fail(outcome: Outcome) -> None:
+        raise RuntimeError(f"stopped at {outcome.schema}")
+
+    with pytest.raises(RuntimeError, match="stopped at t00"):
+        run_jobs(
+            "tests.jobs.quick_or_sleep",
+            ["t00", "t01"],
+            {"dir": str(tmp_path)},
+            parallel=2,
+            on_outcome=fail,
+        )
+
+    sleeper = int((tmp_path / "t01.pid").read_text())
+    assert not _alive(sleeper)
+
+
+def test_a_second_ctrl_c_interrupts_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    handler = signal.getsignal(signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs("tests.jobs.interrupt_twice", ["t00", "t01"], {})
+
+    assert capsys.readouterr().err == (
+        "Stopping after the schemas in progress (Ctrl-C again to abort now)...\n"
+    )
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_jobs_run_from_another_thread_leave_the_signal_handlers_alone() -> None:
+    handlers = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)]
+    result: list[Any] = []
+
+    thread = threading.Thread(
+        target=lambda: result.append(run_jobs("tests.jobs.echo", ["t00", "t01"], {}))
+    )
+    thread.start()
+    thread.join()
+
+    assert result[0].counts == {"done": 2}
+    assert [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)] == handlers
