@@ -19,7 +19,7 @@ from django.test import override_settings
 
 from schemata.backend import schema_wrapper
 from schemata.migrator import applied_migrations, finished_schemas, up_to_date_schemas
-from schemata.statecache import forget_states
+from schemata.statecache import check_django, forget_states
 from tests.conftest import FRESH_SCHEMAS, forget_schema_connections
 from tests.testapp.models import Note
 
@@ -63,6 +63,12 @@ def seeds(schema: str) -> int:
         cursor.execute(f"SELECT count(*) FROM {schema}.seedapp_seed")
         count: int = cursor.fetchone()[0]
         return count
+
+
+def labels(schema: str) -> list[str]:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(f"SELECT label FROM {schema}.seedapp_seed ORDER BY id")
+        return [row[0] for row in cursor.fetchall()]
 
 
 def recorded(schema: str) -> set[tuple[str, str]]:
@@ -270,6 +276,7 @@ class TestMigrateSchemata:
             return clone(state)
 
         forget_states()
+        check_django()  # before clone is replaced: the check reads its code
         monkeypatch.setattr(ProjectState, "clone", counting_clone)
         migrate_fresh("fresh1")
         first = len(clones)
@@ -280,6 +287,37 @@ class TestMigrateSchemata:
         assert shape("fresh2") == shape("fresh1")
         assert seeds("fresh2") == seeds("fresh1") == 1
         assert content_types("fresh2") == content_types("fresh1")
+
+    def test_fake_initial_applies_migrations_without_reusing_states(self) -> None:
+        from schemata import statecache
+
+        forget_states()
+
+        migrate_fresh("fresh1", "fresh2", fake_initial=True)
+
+        assert recorded("fresh2") == recorded("fresh1") == ON_DISK
+        assert shape("fresh2") == shape("fresh1")
+        assert seeds("fresh2") == seeds("fresh1") == 1
+        assert not statecache._tapes
+
+    def test_a_migration_with_its_own_apply_runs_it_and_states_are_not_reused(self) -> None:
+        from schemata import statecache
+
+        forget_states()
+
+        with override_settings(MIGRATION_MODULES={"seedapp": "tests.own_apply_migrations"}):
+            migrate_fresh("fresh1", "fresh2")
+
+        assert labels("fresh1") == labels("fresh2") == ["own apply"]
+        assert not statecache._tapes
+
+    def test_an_atomic_operation_of_a_non_atomic_migration_runs_in_a_transaction(self) -> None:
+        forget_states()
+
+        with override_settings(MIGRATION_MODULES={"seedapp": "tests.nonatomic_migrations"}):
+            migrate_fresh("fresh1", "fresh2")
+
+        assert labels("fresh1") == labels("fresh2") == ["in a transaction", "autocommit"]
 
     def test_fake_passes_through(self) -> None:
         migrate_fresh("fresh1", fake=True)
