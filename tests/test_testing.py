@@ -1,0 +1,123 @@
+"""The testing kit's isolation layers (``schemata.testing``) in cases the plugin's and the
+test cases' runs in a user's project (tests/test_pytest_plugin.py) do not reach."""
+
+from __future__ import annotations
+
+import unittest
+from collections.abc import Iterator
+
+import pytest
+from django.db import connections
+
+from schemata import SchemaUnavailable, testing
+from schemata.connections import SchemataConnectionHandler
+from schemata.testing import Layer, SchemataTestCase, setup_schemas
+from tests.test_connections import in_thread
+from tests.testapp.models import Note
+
+
+@pytest.fixture
+def layer() -> Iterator[Layer]:
+    """A layer that rolls back the schemas touched while it is active (as in a test)."""
+    started = Layer().start()
+    try:
+        yield started
+    finally:
+        if started in testing._layers:
+            started.stop()
+
+
+def test_setting_up_schemas_refuses_a_database_that_is_not_a_test_database(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(testing, "_migrated", False)
+    monkeypatch.setitem(connections["default"].settings_dict, "NAME", "shop")
+
+    with pytest.raises(SchemaUnavailable) as error:
+        setup_schemas()
+
+    assert str(error.value) == (
+        "The test database of 'default' was not set up, so its schemas would be made in the "
+        "real database 'shop'. Tests that use the database must include 'default' in their "
+        "databases (the pytest plugin adds it; a TestCase of your own: databases = "
+        "{'default', 'default'})."
+    )
+
+
+def test_a_schema_missing_from_the_test_database_is_named(db: None, layer: Layer) -> None:
+    with pytest.raises(SchemaUnavailable) as error:
+        Note.objects.using("ghost").count()
+
+    assert str(error.value) == (
+        "The schema 'ghost' does not exist in the test database: create it (the schemata_setup "
+        "fixture migrates every schema of SCHEMATA_DOMAINS)."
+    )
+
+
+def test_a_schema_used_by_another_thread_is_left_out_of_the_tests_transaction(
+    db: None, layer: Layer
+) -> None:
+    in_atomic = in_thread(lambda: connections["alpha"].in_atomic_block)
+
+    assert in_atomic is False
+    assert "alpha" not in layer.touched
+
+
+def test_without_a_transaction_on_the_base_a_schema_is_rolled_back_on_its_own_connection(
+    transactional_db: None,
+) -> None:
+    layer = Layer().start()
+    try:
+        Note.objects.using("alpha").create(title="x")
+        apart = connections["alpha"].connection is not connections["default"].connection
+        seen = Note.objects.using("alpha").count()
+    finally:
+        layer.stop()
+
+    assert apart
+    assert seen == 1
+    assert Note.objects.using("alpha").count() == 0
+
+
+def test_a_schema_connection_opened_before_the_test_goes_back_to_the_pool(db: None) -> None:
+    connections["alpha"].ensure_connection()
+    before = connections["alpha"].connection
+    layer = Layer().start()
+    try:
+        Note.objects.using("alpha").create(title="x")
+        shared = connections["alpha"].connection is connections["default"].connection
+    finally:
+        layer.stop()
+    connections["alpha"].ensure_connection()
+
+    assert shared
+    assert connections["alpha"].connection is before
+    assert Note.objects.using("alpha").count() == 0
+
+
+class FailingSetUp(SchemataTestCase):
+    __test__ = False  # run by the test below, not collected
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        Note.objects.using("alpha").create(title="half set up")
+        raise RuntimeError("setUpTestData failed")
+
+    def test_never_runs(self) -> None:
+        raise AssertionError("the class was not set up")
+
+
+def test_a_test_case_whose_set_up_fails_stops_its_schema_layer(
+    db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(testing, "_migrated", True)  # the suite's schemas are migrated
+    result = unittest.TestResult()
+
+    unittest.defaultTestLoader.loadTestsFromTestCase(FailingSetUp).run(result)
+
+    assert [str(error[1]).splitlines()[-1] for error in result.errors] == [
+        "RuntimeError: setUpTestData failed"
+    ]
+    assert testing._layers == []
+    assert type(connections) is SchemataConnectionHandler
+    assert Note.objects.using("alpha").count() == 0
