@@ -448,6 +448,33 @@ def test_reuse_db_keeps_the_migrated_schemas(project: pytest.Pytester) -> None:
     assert {"alpha", "beta"} <= set(migrated(project))
 
 
+GUARD_OFF = """
+import pytest
+from django.db import transaction
+
+import schemata
+from shop.models import Item
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_atomic_guard_the_settings_turn_off_stays_off():
+    with transaction.atomic(), schemata.override("alpha"):
+        assert Item.objects.count() == 0
+"""
+
+
+def test_the_plugin_leaves_the_atomic_guard_as_the_settings_set_it(
+    project: pytest.Pytester,
+) -> None:
+    settings = project.path / "settings.py"
+    settings.write_text(f"{settings.read_text()}\nSCHEMATA_ATOMIC_GUARD = False\n")
+    project.makepyfile(test_guard=GUARD_OFF)
+
+    result = project.runpytest_subprocess("test_guard.py", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1)
+
+
 @pytest.fixture
 def bare(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """An empty directory to run pytest in, without this suite's Django settings."""

@@ -154,6 +154,21 @@ def test_and_are_flushed_after():
 
 def test_every_schema(every_schema):
     assert Note.objects.count() == 0
+
+
+def test_a_transactional_fixture_gets_both_servers_transactional(request, transactional_db):
+    marker = request.node.get_closest_marker("django_db")
+    for name in ("sa", "sb"):
+        with schemata.override(name):
+            Note.objects.create(title=name)
+
+    assert marker.kwargs == {"databases": ["default", "eu"], "transaction": True}
+
+
+def test_and_every_write_of_both_is_gone(db):
+    for name in ("sa", "sb"):
+        with schemata.override(name):
+            assert Note.objects.count() == 0
 """
 
 PLUGIN_CASES = """
@@ -183,9 +198,10 @@ def test_the_pytest_plugin_isolates_schemas_on_both_servers(
     pytester.makepyfile(test_two=PLUGIN_TESTS, test_cases=PLUGIN_CASES)
 
     # Rows written in a test on either server are gone in the next; transactional tests
-    # commit on both and are flushed after; every_schema runs the test once per schema.
+    # commit on both and are flushed after; every_schema runs the test once per schema; a
+    # test that asks for transactional_db is made transactional on both servers.
     pytester.runpytest_subprocess("test_two.py", "-p", "no:cacheprovider").assert_outcomes(
-        passed=9
+        passed=11
     )
     # A TestCase asks for the test databases of both servers by itself.
     pytester.runpytest_subprocess("test_cases.py", "-p", "no:cacheprovider").assert_outcomes(
