@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from io import StringIO
 from typing import Any
@@ -19,6 +20,7 @@ from django.test import override_settings
 
 from schemata.backend import schema_wrapper
 from schemata.migrator import applied_migrations, finished_schemas, up_to_date_schemas
+from schemata.runner import Outcome, Status
 from schemata.statecache import check_django, forget_states
 from tests.conftest import FRESH_SCHEMAS, forget_schema_connections
 from tests.testapp.models import Note
@@ -318,6 +320,56 @@ class TestMigrateSchemata:
             migrate_fresh("fresh1", "fresh2")
 
         assert labels("fresh1") == labels("fresh2") == ["in a transaction", "autocommit"]
+
+    def test_a_migration_recorded_but_gone_from_disk_leaves_a_schema_up_to_date(self) -> None:
+        migrate_fresh("fresh1")
+        with connections["default"].cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO fresh1.django_migrations (app, name, applied) "
+                "VALUES ('gone', '0001_initial', now())"
+            )
+
+        assert up_to_date_schemas(["fresh1"]) == {"fresh1"}
+
+    def test_a_schema_counts_only_its_own_migrations_while_another_migrates_at_once(
+        self,
+    ) -> None:
+        from schemata.migrator import migrate_schema
+
+        run("manage_schemata")  # fresh1 created, not migrated
+        alpha_held, fresh1_migrated = threading.Event(), threading.Event()
+        options = {"verbosity": 0, "interactive": False}
+        outcomes: list[Outcome] = []
+
+        def hold_alpha(using: str, **kwargs: Any) -> None:
+            if using == "alpha":
+                alpha_held.set()
+                fresh1_migrated.wait(30)
+
+        def release_alpha(using: str, **kwargs: Any) -> None:
+            if using == "fresh1":
+                fresh1_migrated.set()
+
+        def migrate_alpha() -> None:
+            try:
+                outcomes.append(migrate_schema("alpha", options))
+            finally:
+                connections.close_all()
+
+        pre_migrate.connect(hold_alpha, dispatch_uid="test.hold_alpha")
+        post_migrate.connect(release_alpha, dispatch_uid="test.release_alpha")
+        try:
+            alpha = threading.Thread(target=migrate_alpha)
+            alpha.start()
+            assert alpha_held.wait(30)
+            fresh1 = migrate_schema("fresh1", options)
+            alpha.join()
+        finally:
+            pre_migrate.disconnect(dispatch_uid="test.hold_alpha")
+            post_migrate.disconnect(dispatch_uid="test.release_alpha")
+
+        assert fresh1.status == Status.APPLIED
+        assert [outcome.status for outcome in outcomes] == [Status.UP_TO_DATE]
 
     def test_fake_passes_through(self) -> None:
         migrate_fresh("fresh1", fake=True)
@@ -639,6 +691,17 @@ class TestEachSchema:
 
         assert lines == ["testapp", " [X] 0001_initial"]  # one schema: output as it comes
 
+    def test_a_command_that_exits_with_status_0_counts_as_done(self) -> None:
+        lines = run(
+            "each_schema", "--schema", "alpha", "--schema", "beta", "whereami", "--exit", "0"
+        )
+
+        assert lines[:1] + lines[2:] == [
+            "[alpha] alpha: 0 notes",
+            "[beta] beta: 0 notes",
+            "Summary: 2 done.",
+        ]
+
     def test_unknown_command(self) -> None:
         with pytest.raises(CommandError, match="Unknown command: 'nope'."):
             run("each_schema", "nope")
@@ -718,6 +781,25 @@ class TestCommandsChangeOnlyWhatTheyName:
         assert lines[0] == "[public] Operations to perform:"
         assert "[public]   Applying seedapp.0003_seed_owner... FAKED" in lines
         assert ("seedapp", "0003_seed_owner") in recorded("public")
+
+    def test_a_failure_migrating_public_stops_the_run_before_any_schema(self) -> None:
+        def fail(using: str, **kwargs: Any) -> None:
+            if using == "default":
+                raise RuntimeError("public is broken")
+
+        call_command("migrate", "seedapp", "0002", database="default", fake=True, verbosity=0)
+        pre_migrate.connect(fail, dispatch_uid="test.public_fails")
+        try:
+            with pytest.raises(CommandError) as excinfo:
+                migrate_fresh("fresh2", "--public", verbosity=1)
+        finally:
+            pre_migrate.disconnect(dispatch_uid="test.public_fails")
+            call_command("migrate", "seedapp", database="default", fake=True, verbosity=0)
+
+        assert str(excinfo.value) == (
+            "Migrating public failed, so no schema was migrated: RuntimeError: public is broken"
+        )
+        assert recorded("fresh2") == set()
 
     def test_a_schema_run_refuses_while_public_lacks_shared_migrations(self) -> None:
         call_command("migrate", "sessions", "zero", database="default", fake=True, verbosity=0)
