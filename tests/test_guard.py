@@ -153,6 +153,27 @@ class TestGuardSchema:
             assert "seedapp_seed" not in guarded()
             assert "testapp_note" in guarded()
 
+    @pytest.mark.usefixtures("leftover")
+    def test_two_tenant_models_on_one_table_get_one_view(self) -> None:
+        from django.apps import apps
+        from django.db import models
+
+        class NoteAgain(models.Model):
+            title = models.CharField(max_length=200)
+
+            class Meta:
+                app_label = "testapp"
+                db_table = "testapp_note"
+
+        try:
+            build_guard("default")
+            views = guarded()
+        finally:
+            del apps.all_models["testapp"]["noteagain"]
+            apps.clear_cache()
+
+        assert "testapp_note" in views
+
     @pytest.mark.django_db(transaction=True)
     def test_without_shared_apps_there_is_no_guard(self) -> None:
         build_guard("default")
