@@ -318,6 +318,20 @@ def test_move_app_and_clones_stay_within_one_server(site: Site, migrated: str) -
     assert "sx" not in schemas_on(site.eu) | schemas_on(site.main)
 
 
+def test_manage_schemata_refuses_to_clone_a_template_of_another_server(
+    site: Site, migrated: str
+) -> None:
+    # sc said to be on default (it is on eu): missing there, and its template sb is on eu.
+    result = site.manage("manage_schemata", "--clone-from", "sb", eu_schemas="sb", check=False)
+
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "CommandError: Cannot clone 'sb' into 'sc': 'sc' lives on 'default' and 'sb' on 'eu'; "
+        "a clone is made within one server. Use a template on 'default'."
+    )
+    assert "sc" not in schemas_on(site.main)
+
+
 def test_a_run_time_tenant_is_created_and_served_on_its_server(site: Site, migrated: str) -> None:
     added = site.manage("tenants", "add", "sr", "sr.example.com", "--database", "eu")
     site.python(
