@@ -3,6 +3,9 @@ cannot move, died while idle, fail their check, or come back mid-transaction."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from typing import Any
 
@@ -12,6 +15,7 @@ from django.db import connections
 from psycopg.pq import TransactionStatus
 
 from schemata.pool import SchemaPool
+from tests.citus import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -175,3 +179,99 @@ def test_an_idle_connection_on_a_descriptor_above_1023_is_kept(params: dict[str,
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+class CuttingProxy:
+    """A TCP proxy to the server's unix socket that can cut its current connections off from
+    the server while their client sockets stay open and quiet: to the client such a
+    connection looks alive until it next sends something, which the proxy then hangs up on."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", free_port()))
+        self.port = self.listener.getsockname()[1]
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.cut: set[int] = set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.socket(socket.AF_UNIX)
+            server.connect(self.upstream)
+            self.pairs.append((client, server))
+            for args in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pump, args=args, daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, from_client: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if id(source) in self.cut:  # the client spoke on a cut connection
+                    break
+                target.sendall(data)
+        if not from_client and id(source) in self.cut:
+            return  # the server side was cut: leave the client's open
+        for sock in (source, target):
+            _hang_up(sock)
+
+    def cut_off(self) -> None:
+        """Close the server side of every current connection; keep the client side open."""
+        for client, server in self.pairs:
+            self.cut.add(id(client))
+            self.cut.add(id(server))
+            _hang_up(server)
+
+    def close(self) -> None:
+        self.listener.close()
+        for pair in self.pairs:
+            for sock in pair:
+                _hang_up(sock)
+
+
+def _hang_up(sock: socket.socket) -> None:
+    # shutdown() first: close() alone leaves the socket open while another thread is in recv().
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def test_a_kept_connection_that_fails_its_health_check_is_replaced(
+    params: dict[str, Any],
+) -> None:
+    proxy = CuttingProxy(f"{params['host']}/.s.PGSQL.{params.get('port') or 5432}")
+    through = {**params, "host": "127.0.0.1", "port": proxy.port}
+    pool = SchemaPool("default", max_size=2, timeout=1, move=True)
+    try:
+        alpha = acquire(pool, through, "alpha")
+        pool.release(alpha, "db:alpha")
+        proxy.cut_off()
+
+        again = acquire(pool, through, "alpha", health_check=True)
+
+        assert again is not alpha
+        assert alpha.closed
+        assert schema_of(again) == "alpha"
+        assert (pool.stats.discarded, pool.size) == (1, 1)
+        pool.release(again, "db:alpha")
+    finally:
+        pool.close()
+        proxy.close()
+        gone(["schemata:alpha"])
+
+
+def gone(application_names: list[str]) -> None:
+    """Wait until the server has ended the sessions of these names (a client that went away
+    ends its session a moment later)."""
+    deadline = time.monotonic() + 10
+    with connections["default"].cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY(%s)",
+                [application_names],
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
