@@ -200,3 +200,16 @@ def test_a_query_capture_on_a_schema_alias_outlives_its_connection_going_back() 
 
     assert len(captured) == 2
     assert "'before'" in captured[0] and "'after'" in captured[1]
+
+
+def test_a_database_engine_without_what_schema_aliases_need_is_refused() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    with pytest.raises(ImproperlyConfigured) as error:
+        schema_wrapper(BaseDatabaseWrapper)
+
+    assert str(error.value) == (
+        "django.db.backends.base.base.BaseDatabaseWrapper has no pool: this Django release or "
+        "database engine is not one django-schemata supports."
+    )
