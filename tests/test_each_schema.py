@@ -161,6 +161,18 @@ def test_psql_through_dbshell_resolves_the_schema(tmp_path: Path) -> None:
     assert result.stdout.strip() == "beta", result.stderr
 
 
+def test_dbshell_on_a_schema_gives_back_the_processs_own_pgoptions(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", f"{psql_dir()}:{os.environ['PATH']}")
+    monkeypatch.setenv("PGOPTIONS", "-c work_mem=64MB")
+
+    connections["beta"].client.runshell(["-Atc", "SELECT current_schema()"])
+
+    assert capfd.readouterr().out.strip() == "beta"
+    assert os.environ["PGOPTIONS"] == "-c work_mem=64MB"
+
+
 def url_of_test_database() -> str:
     """DATABASE_URL, pointing at the test database of this session."""
     name = connections["default"].settings_dict["NAME"]
