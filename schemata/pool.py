@@ -360,13 +360,13 @@ def _terminated(connection: Connection[Any]) -> bool:
 
 def _readable(fd: int) -> bool:
     """Whether ``fd`` has something to read (or was hung up on), without waiting."""
-    if hasattr(select, "poll"):
-        # Not select(): it refuses descriptors from 1024 up, which a busy process reaches.
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(0))
-    readable, _, _ = select.select([fd], [], [], 0)  # pragma: no cover - no poll(): Windows
-    return bool(readable)
+    if not hasattr(select, "poll"):  # pragma: no cover - Windows has no poll()
+        readable, _, _ = select.select([fd], [], [], 0)
+        return bool(readable)
+    # Not select(): it refuses descriptors from 1024 up, which a busy process reaches.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 _pools: dict[str, SchemaPool] = {}

@@ -68,7 +68,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         wanted["databases"] = sorted({*(databases or ["default"]), *servers})
         if marker is None and fixtures & TRANSACTIONAL_FIXTURES:
             wanted["transaction"] = True
-        item.add_marker(pytest.mark.django_db(**wanted))
+        # First: the closest marker is the one pytest-django reads.
+        item.add_marker(pytest.mark.django_db(**wanted), append=False)
 
 
 def _django_db(

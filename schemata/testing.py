@@ -60,7 +60,7 @@ def setup_schemas(parallel: int = 1) -> None:
                 f"The test database of {alias!r} was not set up, so its schemas would be made "
                 f"in the real database {name!r}. Tests that use the database must include "
                 f"{alias!r} in their databases (the pytest plugin adds it; a TestCase of your "
-                f"own: databases = {{'default', {alias!r}}})."
+                f"own: databases = {{{', '.join(map(repr, dict.fromkeys(['default', alias])))}}})."
             )
     call_command("migrate_schemata", interactive=False, verbosity=0, parallel=parallel)
     connections.close_all()

@@ -169,6 +169,19 @@ def test_and_every_write_of_both_is_gone(db):
     for name in ("sa", "sb"):
         with schemata.override(name):
             assert Note.objects.count() == 0
+
+
+@pytest.mark.django_db(databases=["default"])
+def test_a_test_marked_for_default_may_use_a_schema_of_the_second_server():
+    with schemata.override("sb"):
+        Note.objects.create(title="marked")
+        assert Note.objects.count() == 1
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_and_so_may_a_test_marked_for_all():
+    with schemata.override("sb"):
+        assert Note.objects.count() == 0
 """
 
 PLUGIN_CASES = """
@@ -187,6 +200,19 @@ class TestCases(schemata.testing.SchemataTestCase):
         self.assertEqual(Note.objects.count(), 0)
 """
 
+PLUGIN_MARKED = """
+import pytest
+import schemata
+from tests.testapp.models import Note
+
+
+@pytest.mark.django_db(databases=["default"])
+def test_the_only_test_names_default_alone(request):
+    with schemata.override("sb"):
+        Note.objects.create(title="marked")
+    assert request.node.get_closest_marker("django_db").kwargs["databases"] == ["default", "eu"]
+"""
+
 
 def test_the_pytest_plugin_isolates_schemas_on_both_servers(
     site: Site, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
@@ -195,17 +221,21 @@ def test_the_pytest_plugin_isolates_schemas_on_both_servers(
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DJANGO_SETTINGS_MODULE")
     pytester.makefile(".ini", pytest="[pytest]\nDJANGO_SETTINGS_MODULE = tests.servers_settings\n")
-    pytester.makepyfile(test_two=PLUGIN_TESTS, test_cases=PLUGIN_CASES)
+    pytester.makepyfile(test_two=PLUGIN_TESTS, test_cases=PLUGIN_CASES, test_marked=PLUGIN_MARKED)
 
     # Rows written in a test on either server are gone in the next; transactional tests
     # commit on both and are flushed after; every_schema runs the test once per schema; a
     # test that asks for transactional_db is made transactional on both servers.
     pytester.runpytest_subprocess("test_two.py", "-p", "no:cacheprovider").assert_outcomes(
-        passed=11
+        passed=13
     )
     # A TestCase asks for the test databases of both servers by itself.
     pytester.runpytest_subprocess("test_cases.py", "-p", "no:cacheprovider").assert_outcomes(
         passed=2
+    )
+    # A session whose only test names "default" alone still gets eu's test database.
+    pytester.runpytest_subprocess("test_marked.py", "-p", "no:cacheprovider").assert_outcomes(
+        passed=1
     )
     # All of it in the two test databases: neither server's own database was touched.
     assert schemas_on(site.main) == schemas_on(site.eu) == set()

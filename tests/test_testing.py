@@ -40,7 +40,7 @@ def test_setting_up_schemas_refuses_a_database_that_is_not_a_test_database(
         "The test database of 'default' was not set up, so its schemas would be made in the "
         "real database 'shop'. Tests that use the database must include 'default' in their "
         "databases (the pytest plugin adds it; a TestCase of your own: databases = "
-        "{'default', 'default'})."
+        "{'default'})."
     )
 
 
