@@ -164,7 +164,8 @@ def _call(
             then()
     except SystemExit as exc:  # `migrate --check` exits 1 when migrations are unapplied
         if exc.code:
-            return Outcome(schema, FAILED, _lines(out, err), "unapplied migrations")
+            error = "unapplied migrations" if name == "migrate" else f"exited with {exc.code}"
+            return Outcome(schema, FAILED, _lines(out, err), error)
     except Exception as exc:
         return Outcome(schema, FAILED, _lines(out, err), f"{type(exc).__name__}: {exc}")
     finally:

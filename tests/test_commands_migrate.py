@@ -702,6 +702,19 @@ class TestEachSchema:
             "Summary: 2 done.",
         ]
 
+    def test_a_command_that_exits_with_another_status_fails_with_it(self) -> None:
+        out = StringIO()
+        with pytest.raises(CommandError) as excinfo:
+            call_command(
+                "each_schema", "--schema", "alpha", "--schema", "beta", "whereami", "--exit", "3",
+                stdout=out, stderr=out,
+            )  # fmt: skip
+
+        assert str(excinfo.value) == (
+            "2 schemas failed:\n  alpha: exited with 3\n  beta: exited with 3"
+        )
+        assert "[alpha] FAILED: exited with 3" in out.getvalue().splitlines()
+
     def test_unknown_command(self) -> None:
         with pytest.raises(CommandError, match="Unknown command: 'nope'."):
             run("each_schema", "nope")
