@@ -16,9 +16,9 @@ from django.db.models.signals import post_migrate
 from schemata.conf import conf
 from schemata.connections import release_idle_connections
 from schemata.marker import APP, digest, is_marker, write_marker
-from schemata.runner import FAILED, Outcome, Status
 from schemata.state import override
 from schemata.statecache import reusing_states
+from schemata.workers import FAILED, Outcome, Status
 
 Key = tuple[str, str]
 

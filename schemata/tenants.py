@@ -274,7 +274,7 @@ def _provisional(name: str, database: str) -> Iterator[None]:
 
 def _create_migrated(name: str, database: str) -> None:
     from schemata.migrator import migrate_schema
-    from schemata.runner import FAILED
+    from schemata.workers import FAILED
 
     connection = connections[database]
     with connection.cursor() as cursor:

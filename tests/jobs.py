@@ -1,4 +1,4 @@
-"""Jobs for the runner's tests, importable by the worker processes."""
+"""Jobs for the tests of schemata.workers, importable by the worker processes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from schemata.runner import Outcome
+from schemata.workers import Outcome
 
 
 def echo(schema: str, options: dict[str, Any]) -> Outcome:

@@ -20,8 +20,8 @@ from django.test import override_settings
 
 from schemata.backend import schema_wrapper
 from schemata.migrator import applied_migrations, finished_schemas, up_to_date_schemas
-from schemata.runner import Outcome, Status
 from schemata.statecache import check_django, forget_states
+from schemata.workers import Outcome, Status
 from tests.conftest import FRESH_SCHEMAS, forget_schema_connections
 from tests.testapp.models import Note
 

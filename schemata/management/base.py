@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from schemata.conf import conf
 from schemata.progress import Progress
 from schemata.registry import all_schemas
-from schemata.runner import FAILED, Outcome, Report, run_jobs
 from schemata.schemas import create_schema, existing_schemas
+from schemata.workers import FAILED, Outcome, Report, run_jobs
 
 
 class SchemaCommand(BaseCommand):

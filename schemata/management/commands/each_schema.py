@@ -8,8 +8,8 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
 from schemata.management.base import SchemaCommand
-from schemata.runner import Outcome
 from schemata.state import override
+from schemata.workers import Outcome
 
 #: Replaced by the schema's name in COMMAND's arguments, e.g. ``-o dump-{schema}.json``.
 PLACEHOLDER = "{schema}"

@@ -21,8 +21,8 @@ from schemata.migrator import (
     public_job,
 )
 from schemata.registry import all_schemas
-from schemata.runner import FAILED, Outcome, Status
 from schemata.statecache import check_django
+from schemata.workers import FAILED, Outcome, Status
 
 #: Options of this command that are not migrate's.
 OWN_OPTIONS = {"schemas", "exclude", "parallel", "failfast", "list", "database", "public"}

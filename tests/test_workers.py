@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from schemata.runner import FAILED, Outcome, Status, run_jobs
+from schemata.workers import FAILED, Outcome, Status, run_jobs
 
 
 def test_workers_are_reused_for_many_schemas() -> None:
@@ -89,7 +89,7 @@ def test_a_schema_the_dead_worker_had_completed_is_not_failed(tmp_path: Path) ->
 def test_workers_exit_soon_after_their_parent_is_killed(tmp_path: Path) -> None:
     script = (
         "import django; django.setup()\n"
-        "from schemata.runner import run_jobs\n"
+        "from schemata.workers import run_jobs\n"
         f"run_jobs('tests.jobs.sleep', ['t00', 't01'], {{'dir': {str(tmp_path)!r}}}, "
         "parallel=2)\n"
     )
