@@ -70,9 +70,11 @@ def migrate_schema(schema: str, options: dict[str, Any]) -> Outcome:
         with _migrating(schema), reusing_states():
             if base is not None:
                 kwargs = {**options, "database": base}
-                outcome = _call(schema, "migrate", [], kwargs, alias=base, then=mark)
+                outcome = call_in_schema(schema, "migrate", [], kwargs, alias=base, then=mark)
             else:
-                outcome = _call(schema, "migrate", [], {**options, "database": schema}, then=mark)
+                outcome = call_in_schema(
+                    schema, "migrate", [], {**options, "database": schema}, then=mark
+                )
     finally:
         post_migrate.disconnect(dispatch_uid=f"schemata.capture.{schema}")
     if outcome.status == FAILED:
@@ -137,17 +139,12 @@ def _migrating(schema: str) -> Iterator[None]:
 def show_migrations(schema: str, options: dict[str, Any]) -> Outcome:
     """Run ``showmigrations [app_label...]`` on ``schema``'s alias."""
     kwargs = {key: value for key, value in options.items() if key != "app_label"}
-    return _call(schema, "showmigrations", options["app_label"], {**kwargs, "database": schema})
+    return call_in_schema(
+        schema, "showmigrations", options["app_label"], {**kwargs, "database": schema}
+    )
 
 
-def run_command(schema: str, options: dict[str, Any]) -> Outcome:
-    """Run ``options["command"]`` with ``options["args"]``, ``schema`` active (and its alias
-    as ``database`` when ``options["database"]``)."""
-    kwargs = {"database": schema} if options["database"] else {}
-    return _call(schema, options["command"], options["args"], kwargs)
-
-
-def _call(
+def call_in_schema(
     schema: str,
     name: str,
     args: list[str],
@@ -156,7 +153,7 @@ def _call(
     then: Callable[[], None] = lambda: None,
 ) -> Outcome:
     """Run a command with ``schema`` active, or on ``alias`` with no schema active; then
-    ``then()``, if it succeeded."""
+    ``then()``, if it succeeded. Its output and how it ended, as an ``Outcome``."""
     out, err = StringIO(), StringIO()
     try:
         with override(None if alias else schema):

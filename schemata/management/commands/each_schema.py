@@ -68,10 +68,13 @@ def _for(schema: str, job: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_in_schema(schema: str, job: dict[str, Any]) -> Outcome:
-    """The job of one schema: COMMAND with ``{schema}`` in its arguments replaced."""
-    from schemata.migrator import run_command
+    """The job of one schema: COMMAND with ``{schema}`` in its arguments replaced (and the
+    schema's alias as ``database`` when the command takes one and none was given)."""
+    from schemata.migrator import call_in_schema
 
-    return run_command(schema, _for(schema, job))
+    job = _for(schema, job)
+    kwargs = {"database": schema} if job["database"] else {}
+    return call_in_schema(schema, job["command"], job["args"], kwargs)
 
 
 def run_alone(schema: str, job: dict[str, Any], **streams: Any) -> None:
