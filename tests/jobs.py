@@ -56,7 +56,10 @@ def completed(schemas: list[str], options: dict[str, Any]) -> set[str]:
 
 def sleep(schema: str, options: dict[str, Any]) -> Outcome:
     """Say which process runs the schema, then take far longer than any test waits."""
-    Path(options["dir"], f"{schema}.pid").write_text(str(os.getpid()))
+    # Whole or not at all (a rename), for a reader that polls for it.
+    written = Path(options["dir"], f"{schema}.pid.new")
+    written.write_text(str(os.getpid()))
+    written.rename(written.with_suffix(""))
     time.sleep(60)
     return Outcome(schema, "done")
 

@@ -148,7 +148,13 @@ def test_an_unknown_status_is_refused_where_the_outcome_is_made() -> None:
 
 
 def test_an_error_in_the_parent_kills_the_busy_workers_at_once(tmp_path: Path) -> None:
+    pid_file = tmp_path / "t01.pid"
+
     def fail(outcome: Outcome) -> None:
+        # Once the other worker is surely busy with t01.
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         raise RuntimeError(f"stopped at {outcome.schema}")
 
     with pytest.raises(RuntimeError, match="stopped at t00"):
@@ -160,7 +166,7 @@ def test_an_error_in_the_parent_kills_the_busy_workers_at_once(tmp_path: Path) -
             on_outcome=fail,
         )
 
-    sleeper = int((tmp_path / "t01.pid").read_text())
+    sleeper = int(pid_file.read_text())
     assert not _alive(sleeper)
 
 
