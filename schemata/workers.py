@@ -25,6 +25,8 @@ from typing import Any
 
 from django.conf import settings
 
+from schemata.exceptions import SchemataError
+
 #: How often a worker checks that its parent is alive (seconds).
 WATCH_INTERVAL = 0.2
 
@@ -117,6 +119,13 @@ def run_jobs(
                     break
                 record(func(schema, options))
         else:
+            if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+                # A worker is a new interpreter: it can only load the settings by name.
+                raise SchemataError(
+                    "Worker processes load the settings by name, and DJANGO_SETTINGS_MODULE "
+                    "is not set (settings.configure() cannot reach them): set it, or run "
+                    "without --parallel."
+                )
             with _Workers(min(parallel, len(schemas))) as workers:
                 workers.run(job, schemas, options, should_stop, record, finished)
         report.interrupted = stop_requested()
@@ -134,7 +143,7 @@ class _Workers:
     def __init__(self, count: int) -> None:
         context = multiprocessing.get_context("spawn")
         names = {alias: config.get("NAME") for alias, config in dict.items(settings.DATABASES)}
-        setup = (os.environ.get("DJANGO_SETTINGS_MODULE"), sys.path, names, os.getpid())
+        setup = (os.environ["DJANGO_SETTINGS_MODULE"], sys.path, names, os.getpid())
         self.processes: list[Any] = []
         self.pipes: list[Connection] = []
         for _ in range(count):
@@ -219,7 +228,7 @@ class _Workers:
 
 def _worker_main(
     pipe: Connection,
-    settings_module: str | None,
+    settings_module: str,
     path: list[str],
     names: dict[str, Any],
     parent: int,
@@ -229,8 +238,7 @@ def _worker_main(
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     sys.path[:] = path
-    if settings_module:
-        os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     import django
 
     django.setup()

@@ -6,10 +6,13 @@ import subprocess
 import sys
 import threading
 import time
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from schemata.workers import FAILED, Outcome, Status, run_jobs
 
@@ -194,3 +197,19 @@ def test_jobs_run_from_another_thread_leave_the_signal_handlers_alone() -> None:
 
     assert result[0].counts == {"done": 2}
     assert [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)] == handlers
+
+
+@pytest.mark.django_db
+def test_parallel_runs_need_the_settings_module_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As in a project configured with settings.configure(): workers could not set Django up.
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE")
+    out = StringIO()
+
+    with pytest.raises(CommandError) as excinfo:
+        call_command("each_schema", "--parallel", "2", "whereami", stdout=out, stderr=out)
+
+    assert str(excinfo.value) == (
+        "Worker processes load the settings by name, and DJANGO_SETTINGS_MODULE is not set "
+        "(settings.configure() cannot reach them): set it, or run without --parallel."
+    )
+    assert "Summary" not in out.getvalue()

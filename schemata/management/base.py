@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from schemata.conf import conf
+from schemata.exceptions import SchemataError
 from schemata.progress import Progress
 from schemata.registry import all_schemas
 from schemata.schemas import create_schema, existing_schemas
@@ -124,6 +125,8 @@ class SchemaCommand(BaseCommand):
                 finished=finished,
                 on_outcome=show,
             )
+        except SchemataError as exc:
+            raise CommandError(str(exc)) from exc
         finally:
             progress.finish()
         counts = known + report.counts
