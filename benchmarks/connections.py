@@ -23,7 +23,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ VENV = ROOT / "benchmarks" / ".venv"
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import cpu_model, markdown_table  # noqa: E402
+from tests.pgserver import free_port  # noqa: E402
 
 ROWS = 5
 LABELS = {"plain": "plain Django", "schemata": "django-schemata", "tenants": "django-tenants"}
@@ -147,19 +147,6 @@ class Config:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 below 32768 (the usual ephemeral range starts there)."""
-    for _ in range(200):
-        port = random.randrange(20_000, 32_000)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port between 20000 and 32000")
 
 
 def ensure_wrk() -> str:

@@ -14,13 +14,11 @@ side by side. Citus must be installed: ../shared/citus/build.sh.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import cpu_model, markdown_table  # noqa: E402
 from tests.citus import running_cluster  # noqa: E402
 from tests.pgserver import running  # noqa: E402
+from tests.services import UnixHTTPConnection  # noqa: E402
 
 DATABASE = "scaleout"
 ORDERS = 5
@@ -51,18 +50,6 @@ class Topology:
     url: str
     describe: Callable[[], str]
     figures: dict[str, float] = field(default_factory=dict)
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=30)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
 
 
 def environment(url: str, tenants: list[str]) -> dict[str, str]:

@@ -17,9 +17,7 @@ the PostgreSQL 15 that ``find_bindir()`` finds: ``../shared/citus/build.sh`` doe
 from __future__ import annotations
 
 import contextlib
-import random
 import re
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pgserver import PostgresServer, find_bindir, running
+from tests.pgserver import PostgresServer, find_bindir, free_port, running
 
 PG_MAJOR = 15
 BUILD_HINT = "run ../shared/citus/build.sh (from the project root) to build and install it"
@@ -80,19 +78,6 @@ def _pkglibdir(bindir: Path) -> Path:
         )
         return Path(result.stdout.strip())
     return bindir.parent / "lib"  # Debian's layout: /usr/lib/postgresql/15/{bin,lib}
-
-
-def free_port() -> int:
-    """A TCP port below 32768 (under the kernel's ephemeral range) that nothing listens on."""
-    for _ in range(200):
-        port = random.randrange(20000, 32000)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free TCP port below 32768")
 
 
 @dataclass

@@ -35,9 +35,11 @@ import argparse
 import contextlib
 import os
 import pwd
+import random
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -94,6 +96,20 @@ def _install() -> None:
                 return
     except (OSError, subprocess.CalledProcessError) as exc:
         raise RuntimeError(f"could not install PostgreSQL with apt-get: {exc}") from exc
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 below 32768 (under the kernel's ephemeral range, where outgoing
+    connections take theirs) that nothing listens on now."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port between 20000 and 32000")
 
 
 def find_bindir(install: bool = False) -> Path:

@@ -12,7 +12,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.citus import Cluster, citus_cluster  # noqa: F401  (the fixture, by name)
-from tests.services import stop
+from tests.services import UnixHTTPConnection, stop
 
 TENANTS = ("t1", "t2", "t3", "t4", "t5", "t6")
 TENANT_TABLES = ("citus_tenant_line", "citus_tenant_order", "django_migrations")
@@ -467,20 +466,6 @@ def test_move_to_node_refuses_while_a_node_commits_asynchronously(project: Proje
         f"synchronous_commit = on; SELECT pg_reload_conf();)."
     )
     assert project.placements() == placements
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over gunicorn's unix socket."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=30)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
 
 
 @dataclass

@@ -15,7 +15,7 @@ from django.db import connections
 from psycopg.pq import TransactionStatus
 
 from schemata.pool import SchemaPool
-from tests.citus import free_port
+from tests.pgserver import free_port
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.pgserver import free_port
 from tests.services import stop
 
 DEMO = Path(__file__).resolve().parent.parent / "demo"
@@ -141,18 +141,6 @@ def _answers(port: int) -> bool:
     return True
 
 
-def _free_port() -> int:
-    """A port that is free now, below the ephemeral range (where outgoing connections are)."""
-    while True:
-        port = random.randrange(20000, 32000)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-
-
 @pytest.fixture(scope="module")
 def port(demo_env: dict[str, str]) -> Iterator[int]:
     """The port of the demo's runserver, started for real and stopped afterwards."""
@@ -160,7 +148,7 @@ def port(demo_env: dict[str, str]) -> Iterator[int]:
         process: subprocess.Popen[bytes] | None = None
         try:
             for _ in range(5):  # another process may take the port first
-                port = _free_port()
+                port = free_port()
                 process = subprocess.Popen(
                     [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
                     cwd=DEMO,
@@ -437,7 +425,7 @@ def test_signing_up_refuses_a_taken_name(port: int) -> None:
 def test_run_starts_postgresql_of_its_own_and_stops_it_on_sigterm() -> None:
     data = Path(tempfile.mkdtemp(prefix="schemata-demo-run.", dir="/tmp"))
     data.chmod(0o755)  # as root the server runs as nobody, who must reach its directory
-    port = _free_port()
+    port = free_port()
     # As a user runs it: no DATABASE_URL, and nothing of this suite's imports.
     unset = {"DATABASE_URL", "PYTHONPATH", "PYTHONSAFEPATH", "DJANGO_SETTINGS_MODULE"}
     env = {key: value for key, value in os.environ.items() if key not in unset}

@@ -10,7 +10,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import pytest
 
 import schemata
 from tests.pgserver import PostgresServer, running
-from tests.services import stop
+from tests.services import UnixHTTPConnection, stop
 
 TENANTS = tuple(f"f{i:03}" for i in range(200))
 DATABASE = "faults"
@@ -56,20 +55,6 @@ LOGGING = {{
     "loggers": {{"django.request": {{"handlers": ["stderr"], "level": "ERROR"}}}},
 }}
 """
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over gunicorn's unix socket."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.socket_path)
-        self.sock = sock
 
 
 @dataclass

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +19,7 @@ from django.db import connections
 
 import schemata
 from tests import test_tenants
-from tests.services import stop
+from tests.services import UnixHTTPConnection, stop
 from tests.test_tenants import database_url
 
 runtime = test_tenants.runtime  # the fixture, for this module's tests
@@ -30,18 +28,6 @@ REFRESH = 0.5
 #: SCHEMATA_TENANT_MISS_RATE in the server (the default).
 MISS_RATE = 10
 WORKERS = 2
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path: str) -> None:
-        super().__init__("localhost", timeout=15)
-        self.socket_path = socket_path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(15)
-        sock.connect(self.socket_path)
-        self.sock = sock
 
 
 @dataclass
@@ -53,7 +39,7 @@ class Server:
     log: Path
 
     def get(self, host: str, path: str = "/") -> tuple[int, dict[str, Any] | None]:
-        conn = UnixHTTPConnection(self.socket_path)
+        conn = UnixHTTPConnection(self.socket_path, timeout=15)
         try:
             conn.request("GET", path, headers={"Host": host})
             response = conn.getresponse()
