@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connections
 
-from schemata.databases import RESERVED_SCHEMAS
+from schemata.databases import RESERVED_SCHEMAS, application_name
 
 
 def existing_schemas(using: str = "default") -> set[str]:
@@ -84,3 +86,16 @@ def server_connections(using: str = "default") -> int:
             "- current_setting('superuser_reserved_connections')::int"
         )
         return int(cursor.fetchone()[0])
+
+
+def end_sessions(cursor: Any, schema: str) -> int:
+    """End the sessions on ``schema`` (told by their ``application_name``) in the cursor's
+    database, in any process, but for the cursor's own; return how many. Only the role's own
+    sessions may be ended."""
+    cursor.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND usename = current_user "
+        "AND application_name = %s AND pid <> pg_backend_pid()",
+        [application_name(cursor.db.settings_dict["OPTIONS"], schema)],
+    )
+    return int(cursor.fetchone()[0])

@@ -24,9 +24,10 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from schemata.conf import conf
 from schemata.connections import release_idle_connections
-from schemata.databases import application_name, base_problem
+from schemata.databases import base_problem
 from schemata.exceptions import SchemataError, UnknownSchema
 from schemata.registry import BUMP_SQL, all_schemas, registry
+from schemata.schemas import end_sessions
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 #: Suffix of the source's copy once a schema has moved; `manage_schemata --drop` removes it.
@@ -85,7 +86,7 @@ def move_schema(name: str, target: str) -> Moved:
                 )
             quoted = connections[source].ops.quote_name
             cursor.execute(f"ALTER SCHEMA {quoted(name)} RENAME TO {quoted(old_copy)}")
-            _end_sessions(cursor, source, name)
+            end_sessions(cursor, name)
             if runtime:
                 _register(name, target)
         except BaseException:
@@ -223,17 +224,6 @@ def _libpq_env(alias: str) -> dict[str, str]:
         if value:
             env[key] = str(value)
     return env
-
-
-def _end_sessions(cursor: Any, source: str, name: str) -> None:
-    """End the connections (any process of this role) that sit on the old copy's path."""
-    options = dict.__getitem__(conf.databases, source).get("OPTIONS", {})
-    cursor.execute(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND usename = current_user "
-        "AND application_name = %s AND pid <> pg_backend_pid()",
-        [application_name(options, name)],
-    )
 
 
 def _register(name: str, target: str) -> None:

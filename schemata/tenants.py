@@ -18,7 +18,6 @@ from schemata.conf import conf
 from schemata.connections import release_idle_connections
 from schemata.databases import (
     Schema,
-    application_name,
     base_problem,
     domain_problem,
     normalize_host,
@@ -26,6 +25,7 @@ from schemata.databases import (
 )
 from schemata.exceptions import SchemataError, UnknownSchema
 from schemata.registry import BUMP_SQL, all_schemas, registry
+from schemata.schemas import end_sessions
 
 BASE = DEFAULT_DB_ALIAS
 
@@ -294,10 +294,5 @@ def _drop(name: str, database: str) -> None:
     connection = connections[database]
     quoted = connection.ops.quote_name(name)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND usename = current_user "
-            "AND application_name = %s AND pid <> pg_backend_pid()",
-            [application_name(connection.settings_dict["OPTIONS"], name)],
-        )
+        end_sessions(cursor, name)
         cursor.execute(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")

@@ -7,11 +7,12 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from schemata.cloning import clone_schema
 from schemata.conf import conf
-from schemata.databases import application_name, base_problem, bases
+from schemata.databases import base_problem, bases
 from schemata.exceptions import SchemataError
 from schemata.registry import all_schemas
 from schemata.schemas import (
     create_schema,
+    end_sessions,
     existing_schemas,
     extension_schemas,
     public_leftovers,
@@ -140,14 +141,8 @@ class Command(BaseCommand):
         with connection.cursor() as cursor:
             cursor.execute(f"DROP SCHEMA {connection.ops.quote_name(name)} CASCADE")
             # Connections still open on it (other processes, persistent connections) would
-            # only fail later; end them now. Only the role's own sessions may be ended.
-            cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND usename = current_user "
-                "AND application_name = %s AND pid <> pg_backend_pid()",
-                [application_name(connection.settings_dict["OPTIONS"], name)],
-            )
-            ended = cursor.fetchone()[0]
+            # only fail later; end them now.
+            ended = end_sessions(cursor, name)
         self.stdout.write(
             f"{name}: dropped" + (f", {ended} open connections ended" if ended else "")
         )
