@@ -20,7 +20,6 @@ from schemata.migrator import (
     migrate_schema,
     public_job,
 )
-from schemata.registry import all_schemas
 from schemata.statecache import check_django
 from schemata.workers import FAILED, Outcome, Status
 
@@ -67,8 +66,9 @@ class Command(SchemaCommand):
                 "--schema NAME instead of --database."
             )
         names = self.select_schemas(options["schemas"], options["exclude"])
-        known = all_schemas()
-        servers = bases(conf.databases, (known[name] for name in names))
+        # The schemas select_schemas() just read (run-time tenants included), not read again.
+        schemas = conf.databases.schemas
+        servers = bases(conf.databases, (schemas[name] for name in names))
         if not options.get("skip_checks"):
             # Checks once per server: not once per schema alias.
             self.check(databases=servers)
