@@ -233,28 +233,8 @@ def clone_schema(template: str, name: str, using: str = DEFAULT_DB_ALIAS) -> Non
         raise SchemataError(problem)
     connection = connections[using]
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT to_regnamespace(%s) IS NOT NULL, "
-            "to_regclass(format('%%I.django_migrations', %s::text)) IS NOT NULL, "
-            "quote_ident(%s), quote_ident(%s)",
-            [name, template, template, name],
-        )
-        exists, migrated, src, dst = cursor.fetchone()
-        if exists:
-            raise SchemataError(f"The schema {name!r} already exists.")
-        if not migrated:
-            raise SchemataError(
-                f"The template {template!r} is not a migrated schema: migrate it first."
-            )
-        shared = ["public", *conf.EXTENSION_SCHEMAS] if conf.SHARED_APPS else []
-        with search_path(cursor, ", ".join([src, *shared])):
-            statements = [
-                f"CREATE SCHEMA {dst}",
-                *cloning._tables(cursor, template, src, dst),
-                *cloning._rows(cursor, template, src, dst),
-                *cloning._dependents(cursor, template, src, dst),
-            ]
-        with search_path(cursor, ", ".join([dst, *shared])), local_schemas(cursor):
+        statements, path = cloning.clone_statements(cursor, template, name)
+        with search_path(cursor, path), local_schemas(cursor):
             for statement in statements:
                 cursor.execute(statement)
         cursor.execute("SHOW citus.enable_schema_based_sharding")

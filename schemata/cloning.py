@@ -40,31 +40,39 @@ def clone_schema(template: str, name: str, using: str = DEFAULT_DB_ALIAS) -> Non
         return
     connection = connections[using]
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT to_regnamespace(%s) IS NOT NULL, to_regnamespace(%s) IS NOT NULL, "
-            "to_regclass(format('%%I.django_migrations', %s::text)) IS NOT NULL, "
-            "quote_ident(%s), quote_ident(%s)",
-            [name, template, template, template, name],
+        statements, path = clone_statements(cursor, template, name)
+        with search_path(cursor, path):
+            cursor.execute(";\n".join(statements))
+
+
+def clone_statements(cursor: Any, template: str, name: str) -> tuple[list[str], str]:
+    """The statements that make the schema ``name`` a copy of ``template``, in the order to
+    run them, and the search path to run them on. Raises ``SchemataError`` if ``template``
+    is not a migrated schema or ``name`` exists."""
+    cursor.execute(
+        "SELECT to_regnamespace(%s) IS NOT NULL, "
+        "to_regclass(format('%%I.django_migrations', %s::text)) IS NOT NULL, "
+        "quote_ident(%s), quote_ident(%s)",
+        [name, template, template, name],
+    )
+    exists, migrated, src, dst = cursor.fetchone()
+    if exists:
+        raise SchemataError(f"The schema {name!r} already exists.")
+    if not migrated:  # no django_migrations, or no schema at all
+        raise SchemataError(
+            f"The template {template!r} is not a migrated schema: migrate it first."
         )
-        exists, has_template, migrated, src, dst = cursor.fetchone()
-        if exists:
-            raise SchemataError(f"The schema {name!r} already exists.")
-        if not (has_template and migrated):
-            raise SchemataError(
-                f"The template {template!r} is not a migrated schema: migrate it first."
-            )
-        shared = ["public", *conf.EXTENSION_SCHEMAS] if conf.SHARED_APPS else []
-        # References render unqualified when they resolve on the search path: under the
-        # template's path, its own tables and the shared ones, which then resolve under the
-        # new schema's path to its own tables and the same shared ones.
-        with search_path(cursor, ", ".join([src, *shared])):
-            tables = [f"CREATE SCHEMA {dst}", *_tables(cursor, template, src, dst)]
-            rows = _rows(cursor, template, src, dst)
-            # Keys and indexes after the rows, as pg_dump orders them: faster, and
-            # non-deferrable foreign keys need no particular order of tables.
-            dependents = _dependents(cursor, template, src, dst)
-        with search_path(cursor, ", ".join([dst, *shared])):
-            cursor.execute(";\n".join([*tables, *rows, *dependents]))
+    shared = ["public", *conf.EXTENSION_SCHEMAS] if conf.SHARED_APPS else []
+    # References render unqualified when they resolve on the search path: under the
+    # template's path, its own tables and the shared ones, which then resolve under the
+    # new schema's path to its own tables and the same shared ones.
+    with search_path(cursor, ", ".join([src, *shared])):
+        tables = [f"CREATE SCHEMA {dst}", *_tables(cursor, template, src, dst)]
+        rows = _rows(cursor, template, src, dst)
+        # Keys and indexes after the rows, as pg_dump orders them: faster, and
+        # non-deferrable foreign keys need no particular order of tables.
+        dependents = _dependents(cursor, template, src, dst)
+    return [*tables, *rows, *dependents], ", ".join([dst, *shared])
 
 
 def _tables(cursor: Any, template: str, src: str, dst: str) -> list[str]:
