@@ -136,7 +136,7 @@ def _lock(cursor: Any, name: str) -> list[str]:
     )
     tables = [row[0] for row in cursor.fetchall()]
     if tables:
-        quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+        quote = cursor.db.ops.quote_name
         listed = ", ".join(f"{quote(name)}.{quote(table)}" for table in tables)
         cursor.execute(f"LOCK TABLE {listed} IN SHARE MODE")
     return tables
@@ -145,7 +145,7 @@ def _lock(cursor: Any, name: str) -> list[str]:
 def _counts(cursor: Any, name: str, tables: list[str]) -> dict[str, int]:
     if not tables:
         return {}
-    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    quote = cursor.db.ops.quote_name
     cursor.execute(
         " UNION ALL ".join(
             f"SELECT %s, count(*) FROM {quote(name)}.{quote(table)}" for table in tables
