@@ -39,13 +39,20 @@ class Site:
         }
 
     def manage(
-        self, *args: str, eu_schemas: str = "sb,sc", check: bool = True, path: str | None = None
+        self,
+        *args: str,
+        eu_schemas: str = "sb,sc",
+        check: bool = True,
+        path: str | None = None,
+        answer: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """``python -m django ARGS``, with ``answer`` typed at its prompt."""
         env = self.env(eu_schemas)
         if path is not None:
             env["PATH"] = path
         result = subprocess.run(
             [sys.executable, "-m", "django", *args],
+            input=answer,
             capture_output=True,
             text=True,
             cwd=self.tmp,
@@ -429,14 +436,7 @@ def test_moving_refuses_unknown_or_absent_schemas_and_leftovers_of_an_earlier_mo
 
 
 def test_moving_asks_for_confirmation_and_a_no_changes_nothing(site: Site, migrated: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "django", "move_schema", "sb", "--to", "default"],
-        input="no\n",
-        capture_output=True,
-        text=True,
-        cwd=site.tmp,
-        env=site.env(),
-    )
+    result = site.manage("move_schema", "sb", "--to", "default", answer="no\n", check=False)
 
     assert result.returncode == 1
     assert "This copies 'sb' to 'default'" in result.stdout
@@ -497,14 +497,7 @@ def test_a_tenant_without_tables_moves_with_no_rows_once_confirmed(
         connection.execute("DROP SCHEMA se CASCADE")
         connection.execute("CREATE SCHEMA se")
 
-    moved = subprocess.run(
-        [sys.executable, "-m", "django", "move_schema", "se", "--to", "default"],
-        input="yes\n",
-        capture_output=True,
-        text=True,
-        cwd=site.tmp,
-        env=site.env(),
-    )
+    moved = site.manage("move_schema", "se", "--to", "default", answer="yes\n", check=False)
 
     assert moved.returncode == 0, moved.stderr
     assert (
