@@ -78,6 +78,7 @@ class _SchemaWrapperMixin:
     _schemata_key: str | None = None
     _schemata_parked = False
     _schemata_token: object = None
+    _schemata_aliases: dict[str, Any] | None = None
     close_at: float | None
     health_check_enabled: bool
 
@@ -95,20 +96,20 @@ class _SchemaWrapperMixin:
         if conf.ATOMIC_GUARD:
             self.execute_wrappers.append(atomic_guard)
 
-    def retarget(self, settings_dict: dict[str, Any], alias: str) -> bool:
+    def retarget(self, settings_dict: dict[str, Any], alias: str, path: str) -> bool:
         """Serve ``alias`` instead, if it is a schema of the same base; say whether it can.
 
         Only an unused wrapper (no connection, no transaction) of a schema alias with the same
-        base settings is reused: everything Django derives from those stays true.
+        base settings is reused: everything Django derives from those stays true. ``path``:
+        the alias's search path.
         """
-        databases = conf.databases
-        schema = databases.schemas[alias]
+        schema = conf.databases.schemas[alias]
         if self.connection is not None or self.in_atomic_block or schema.base != self.schema.base:
             return False
         self.settings_dict = settings_dict
         self.alias = alias
         self.schema = schema
-        self._schemata_path = databases.search_path(alias)
+        self._schemata_path = path
         self._schemata_params = None
         self.queries_log.clear()
         return True
@@ -206,7 +207,9 @@ class _SchemaWrapperMixin:
                 self.connection = None  # the taker's now: not ours to close
                 self._schemata_key = None
             # Most recently used last: the end of a request parks from the end.
-            aliases = connections._schema_aliases()  # type: ignore[attr-defined]
+            aliases = self._schemata_aliases
+            if aliases is None:  # not made by the handler (a test's own wrapper, say)
+                aliases = connections._schema_aliases()  # type: ignore[attr-defined]
             aliases[self.alias] = aliases.pop(self.alias, self)
         super().ensure_connection()  # type: ignore[misc]
 

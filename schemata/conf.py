@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.test.signals import setting_changed
 
 if TYPE_CHECKING:
     from schemata.databases import SchemataDatabases
@@ -25,6 +26,27 @@ class Settings:
 
     def __init__(self) -> None:
         self._derived: dict[str, tuple[Any, Any]] = {}
+        self._raw: dict[str, Any] = {}
+        self._raw_of: object = None
+
+    def _get(self, name: str, default: Any) -> Any:
+        """``getattr(settings, name, default)``, kept until the settings object is replaced
+        (``override_settings``) or a ``setting_changed`` signal: a setting the project leaves
+        out raises inside Django's settings on every read, which the hand-out of a connection
+        would otherwise pay several times."""
+        wrapped = settings._wrapped  # type: ignore[misc]
+        if self._raw_of is not wrapped:
+            self._raw = {}
+            self._raw_of = wrapped
+        try:
+            return self._raw[name]
+        except KeyError:
+            value = self._raw[name] = getattr(settings, name, default)
+            return value
+
+    def forget(self, **kwargs: Any) -> None:
+        """``setting_changed`` receiver: read every setting anew."""
+        self._raw = {}
 
     def _memo(self, name: str, raw: Any, derive: Any) -> Any:
         cached = self._derived.get(name)
@@ -50,15 +72,17 @@ class Settings:
 
     @property
     def DOMAINS(self) -> Mapping[str, Any] | None:
-        return getattr(settings, "SCHEMATA_DOMAINS", None)
+        domains: Mapping[str, Any] | None = self._get("SCHEMATA_DOMAINS", None)
+        return domains
 
     @property
     def STRICT(self) -> bool:
-        return bool(getattr(settings, "SCHEMATA_STRICT", False))
+        return bool(self._get("SCHEMATA_STRICT", False))
 
     @property
     def FALLBACK_SCHEMA(self) -> str | None:
-        return getattr(settings, "SCHEMATA_FALLBACK_SCHEMA", None)
+        fallback: str | None = self._get("SCHEMATA_FALLBACK_SCHEMA", None)
+        return fallback
 
     @property
     def SHARED_APPS(self) -> frozenset[str]:
@@ -71,43 +95,44 @@ class Settings:
             return shared | {"schemata"} if shared else shared
 
         return self._memo(  # type: ignore[no-any-return]
-            "SHARED_APPS", getattr(settings, "SCHEMATA_SHARED_APPS", ()), derive
+            "SHARED_APPS", self._get("SCHEMATA_SHARED_APPS", ()), derive
         )
 
     @property
     def EXTENSION_SCHEMAS(self) -> tuple[str, ...]:
         """Schemas, after ``public``, on every schema's search path (where extensions live)."""
-        return tuple(getattr(settings, "SCHEMATA_EXTENSION_SCHEMAS", ()))
+        return tuple(self._get("SCHEMATA_EXTENSION_SCHEMAS", ()))
 
     @property
     def SHARED_CACHES(self) -> frozenset[str]:
         """Cache aliases every schema shares: their keys need not carry a schema."""
-        return frozenset(getattr(settings, "SCHEMATA_SHARED_CACHES", ()))
+        return frozenset(self._get("SCHEMATA_SHARED_CACHES", ()))
 
     @property
     def POOL(self) -> PoolSettings:
         """``SCHEMATA_POOL``: the cap and wait of the connections schema aliases share."""
         return self._memo(  # type: ignore[no-any-return]
-            "POOL", getattr(settings, "SCHEMATA_POOL", None), _pool_settings
+            "POOL", self._get("SCHEMATA_POOL", None), _pool_settings
         )
 
     @property
     def SCHEMA_DATABASE(self) -> str | None:
         """``SCHEMATA_SCHEMA_DATABASE``: a database name per schema (a PgBouncer database
         whose ``connect_query`` sets the path), e.g. ``"app_{schema}"``; ``None``: the base's."""
-        return getattr(settings, "SCHEMATA_SCHEMA_DATABASE", None)
+        database: str | None = self._get("SCHEMATA_SCHEMA_DATABASE", None)
+        return database
 
     @property
     def RUNTIME_TENANTS(self) -> bool:
         """``SCHEMATA_RUNTIME_TENANTS``: also serve the tenants registered in the database
         (``schemata.create_tenant()``); off, only ``SCHEMATA_DOMAINS`` is read, as before."""
-        return bool(getattr(settings, "SCHEMATA_RUNTIME_TENANTS", False))
+        return bool(self._get("SCHEMATA_RUNTIME_TENANTS", False))
 
     @property
     def TENANT_REFRESH(self) -> float:
         """``SCHEMATA_TENANT_REFRESH``: seconds a process may serve run-time tenants from
         memory before it checks the database for changes (removals reach it within that)."""
-        value = float(getattr(settings, "SCHEMATA_TENANT_REFRESH", 2.0))
+        value = float(self._get("SCHEMATA_TENANT_REFRESH", 2.0))
         if value < 0:
             raise ImproperlyConfigured("SCHEMATA_TENANT_REFRESH must be at least 0 (seconds).")
         return value
@@ -116,7 +141,7 @@ class Settings:
     def TENANT_MISS_RATE(self) -> float:
         """``SCHEMATA_TENANT_MISS_RATE``: queries per second a process may make to look for
         unknown hosts and names among run-time tenants; lookups in between miss at no cost."""
-        value = float(getattr(settings, "SCHEMATA_TENANT_MISS_RATE", 10.0))
+        value = float(self._get("SCHEMATA_TENANT_MISS_RATE", 10.0))
         if value <= 0:
             raise ImproperlyConfigured(
                 "SCHEMATA_TENANT_MISS_RATE must be more than 0 (queries per second)."
@@ -125,7 +150,7 @@ class Settings:
 
     @property
     def ATOMIC_GUARD(self) -> bool:
-        value = getattr(settings, "SCHEMATA_ATOMIC_GUARD", None)
+        value = self._get("SCHEMATA_ATOMIC_GUARD", None)
         return bool(settings.DEBUG if value is None else value)
 
 
@@ -146,3 +171,4 @@ def _pool_settings(raw: Any) -> PoolSettings:
 
 
 conf = Settings()
+setting_changed.connect(conf.forget, dispatch_uid="schemata.conf")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from asgiref.local import Local
 from django.db import connections
@@ -17,6 +17,19 @@ from schemata.exceptions import TransactionMismatch
 
 #: Unused schema wrappers a thread keeps, to serve other schemas without making new ones.
 SPARE_WRAPPERS = 4
+
+
+class _ThreadState:
+    """What the handler keeps per thread (per asgiref context, like Django's connections)."""
+
+    __slots__ = ("aliases", "spare")
+
+    def __init__(self) -> None:
+        # The schema aliases with a connection object, oldest use first.
+        self.aliases: dict[str, BaseDatabaseWrapper] = {}
+        # Unused schema wrappers, ready to serve another schema of their base (making one
+        # costs more than a request's own work).
+        self.spare: list[BaseDatabaseWrapper] = []
 
 
 class SchemataConnectionHandler(ConnectionHandler):
@@ -32,15 +45,15 @@ class SchemataConnectionHandler(ConnectionHandler):
     def _schema_aliases(self) -> dict[str, BaseDatabaseWrapper]:
         """This thread's schema aliases that have a connection object, oldest use first, with
         that object (Django's walks read it from here, without a lookup per alias)."""
-        return self._thread_value("aliases", dict)  # type: ignore[no-any-return]
+        return self._thread_state().aliases
 
-    def _thread_value(self, name: str, make: Callable[[], Any]) -> Any:
+    def _thread_state(self) -> _ThreadState:
+        # One thread-local lookup for both: each costs about a microsecond.
         try:
-            return getattr(self._schemata_local, name)
+            state: _ThreadState = self._schemata_local.state
         except AttributeError:
-            value = make()
-            setattr(self._schemata_local, name, value)
-            return value
+            state = self._schemata_local.state = _ThreadState()
+        return state
 
     def _is_schema_alias(self, alias: str) -> bool:
         databases = self.settings
@@ -51,11 +64,12 @@ class SchemataConnectionHandler(ConnectionHandler):
             return super().create_connection(alias)
         from schemata.backend import schema_wrapper
 
-        settings = self.settings[alias]
+        settings, path = cast(SchemataDatabases, self.settings).settings_and_path(alias)
         wrapper = schema_wrapper(load_backend(settings["ENGINE"]).DatabaseWrapper)
-        spare = self._spare()
+        state = self._thread_state()
+        spare = state.spare
         for i, conn in enumerate(spare):
-            if type(conn) is wrapper and conn.retarget(settings, alias):  # type: ignore[attr-defined]
+            if type(conn) is wrapper and conn.retarget(settings, alias, path):  # type: ignore[attr-defined]
                 del spare[i]
                 break
         else:
@@ -63,13 +77,12 @@ class SchemataConnectionHandler(ConnectionHandler):
             # The references a wrapper has when nobody but this handler holds it (its own
             # parts point back to it): more, at the end of a request, and it is not reused.
             conn._schemata_refs = sys.getrefcount(conn)  # type: ignore[attr-defined]
-        self._schema_aliases()[alias] = conn
+        aliases = state.aliases
+        aliases[alias] = conn
+        # Its thread's map, kept by the wrapper: every use reorders it (one thread-local
+        # lookup less per request).
+        conn._schemata_aliases = aliases  # type: ignore[attr-defined]
         return conn
-
-    def _spare(self) -> list[BaseDatabaseWrapper]:
-        """This thread's unused schema wrappers, ready to serve another schema of their base
-        (making one costs more than a request's own work)."""
-        return self._thread_value("spare", list)  # type: ignore[no-any-return]
 
     def __setitem__(self, alias: str, conn: BaseDatabaseWrapper) -> None:
         super().__setitem__(alias, conn)
@@ -108,8 +121,9 @@ class SchemataConnectionHandler(ConnectionHandler):
         their next use instead, up to the pool's ``max_size`` per thread, the least recently
         used given back first; another thread at the pool's cap may take a parked one.
         """
-        aliases = self._schema_aliases()
-        limit = conf.POOL.max_size if park else 0
+        state = self._thread_state()
+        aliases = state.aliases
+        limit = -1 if park else 0  # -1: the cap of the first wrapper's pool, read once below
         parked = 0
         # Names only: a list of the wrappers would hold references that _unreferenced counts.
         for alias in reversed(list(aliases)):  # the most recently used first
@@ -118,6 +132,8 @@ class SchemataConnectionHandler(ConnectionHandler):
             conn = aliases[alias]
             if conn.in_atomic_block:
                 continue
+            if limit < 0:
+                limit = conn.schemata_pool().max_size  # type: ignore[attr-defined]
             if parked < limit and (
                 conn._schemata_parked or conn.schemata_park()  # type: ignore[attr-defined]
             ):
@@ -129,7 +145,7 @@ class SchemataConnectionHandler(ConnectionHandler):
                 wrapper is atomic_guard for wrapper in conn.execute_wrappers
             ):
                 del self[alias]
-                spare = self._spare()
+                spare = state.spare
                 if len(spare) < SPARE_WRAPPERS and _unreferenced(conn):
                     spare.append(conn)
 

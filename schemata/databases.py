@@ -119,6 +119,11 @@ class SchemataDatabases(dict[str, dict[str, Any]]):
         """The search path of schema alias ``alias``'s connections."""
         return self._derive(self.schemas[alias])[1]
 
+    def settings_and_path(self, alias: str) -> tuple[dict[str, Any], str]:
+        """``self[alias]`` and ``search_path(alias)`` of schema alias ``alias``, derived
+        once (a connection handed out to another schema needs both)."""
+        return self._derive(self.schemas[alias])
+
     def _derive(self, schema: Schema) -> tuple[dict[str, Any], str]:
         from schemata.conf import conf
 

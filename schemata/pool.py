@@ -139,13 +139,15 @@ class SchemaPool:
                     )
                     candidate = self._parked.pop(ident)
                     self.stats.taken += 1
-                    if not self.move or _terminated(candidate.connection):
+                    # One to move is checked by _move, which then opens another instead.
+                    stays = candidate.key == key
+                    if not self.move or (stays and _terminated(candidate.connection)):
                         self._in_use.pop(id(candidate.connection), None)
                         self._discard(candidate.connection)
                         self._opening += 1
                         candidate = None
                         action = "open"
-                    elif candidate.key == key:
+                    elif stays:
                         self.stats.kept += 1
                         return candidate.connection
                     else:
