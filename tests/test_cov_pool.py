@@ -4,6 +4,7 @@ cannot move, died while idle, fail their check, or come back mid-transaction."""
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import threading
 import time
@@ -275,3 +276,75 @@ def gone(application_names: list[str]) -> None:
             if cursor.fetchone()[0] == 0:
                 return
             time.sleep(0.05)
+
+
+def slot(name: str, max_size: int) -> int:
+    """The slot of schema ``name`` in a pool of ``max_size`` (keys as ``acquire`` gives them)."""
+    import zlib
+
+    return zlib.crc32(f"db:{name}".encode()) % max_size
+
+
+NAMES = [f"t{i:02}" for i in range(40)]
+
+
+def test_at_the_cap_the_connection_in_the_schemas_slot_is_moved_not_the_oldest(
+    params: dict[str, Any],
+) -> None:
+    pool = SchemaPool("default", max_size=2, timeout=1, move=True)
+    first = NAMES[0]
+    second = next(name for name in NAMES if slot(name, 2) != slot(first, 2))
+    third = next(n for n in NAMES if n not in (first, second) and slot(n, 2) == slot(second, 2))
+    a = acquire(pool, params, first)
+    b = acquire(pool, params, second)
+    pool.release(a, f"db:{first}")  # the oldest idle connection
+    pool.release(b, f"db:{second}")
+
+    c = acquire(pool, params, third)
+
+    assert c is b
+    assert schema_of(c) == third
+    assert pool.stats.moved == 1
+    pool.release(c, f"db:{third}")
+    pool.close()
+
+
+def test_at_the_cap_the_parked_connection_in_the_schemas_slot_is_taken(
+    params: dict[str, Any],
+) -> None:
+    pool = SchemaPool("default", max_size=2, timeout=1, move=True)
+    first = NAMES[0]
+    second = next(name for name in NAMES if slot(name, 2) != slot(first, 2))
+    third = next(n for n in NAMES if n not in (first, second) and slot(n, 2) == slot(second, 2))
+    a = acquire(pool, params, first)
+    b = acquire(pool, params, second)
+    assert pool.park(a, f"db:{first}", owner=object())  # parked longest ago
+    assert pool.park(b, f"db:{second}", owner=object())
+
+    c = acquire(pool, params, third)
+
+    assert c is b
+    assert schema_of(c) == third
+    pool.release(c, f"db:{third}")
+    pool.close()
+
+
+def test_each_server_process_serves_the_schemas_of_one_slot_only(params: dict[str, Any]) -> None:
+    # A server process keeps the catalog entries of every table it has read: spread over all
+    # the pool's connections, every one of them would hold every schema's.
+    max_size = 4
+    pool = SchemaPool("default", max_size=max_size, timeout=1, move=True)
+    fill = [next(n for n in NAMES if slot(n, max_size) == i) for i in range(max_size)]
+    rng = random.Random(7)
+    served: dict[int, set[str]] = {}
+    for name in fill + [rng.choice(NAMES) for _ in range(200)]:
+        connection = acquire(pool, params, name)
+        assert schema_of(connection) == name
+        served.setdefault(connection.info.backend_pid, set()).add(name)
+        pool.release(connection, f"db:{name}")
+
+    assert len(served) == max_size
+    for names in served.values():
+        assert len({slot(name, max_size) for name in names}) == 1, names
+    assert pool.stats.moved > 100
+    pool.close()
