@@ -131,6 +131,17 @@ class SchemaPool:
                     # up to max_size schemas' connections ready, and moves only past that.
                     self._opening += 1
                     action = "open"
+                elif (ident := self._parked_on(key)) is not None:
+                    # Another thread's parked connection already on this schema: no statement,
+                    # better than moving an idle one.
+                    candidate = self._parked.pop(ident)
+                    self.stats.taken += 1
+                    if _terminated(candidate.connection):
+                        self._in_use.pop(id(candidate.connection), None)
+                        self._discard(candidate.connection)
+                        continue
+                    self.stats.kept += 1
+                    return candidate.connection
                 elif self._idle and self.move:
                     candidate = self._idle.pop(self._in_slot(self._idle, key))
                     self._in_use[id(candidate.connection)] = candidate.connection
@@ -140,28 +151,16 @@ class SchemaPool:
                     self._opening += 1
                     action = "open"
                 elif self._parked:
-                    # Another thread's parked connection already on this schema if there is
-                    # one (no move), else the one in the schema's slot, else the one parked
-                    # longest ago.
-                    ident = next(
-                        (i for i, p in reversed(self._parked.items()) if p.key == key),
-                        None,
-                    )
-                    if ident is None:
-                        ident = self._in_slot(self._parked, key)
-                    candidate = self._parked.pop(ident)
+                    # The parked connection in the schema's slot, else the one parked longest
+                    # ago; _move checks it, and opens another instead if the server ended it.
+                    candidate = self._parked.pop(self._in_slot(self._parked, key))
                     self.stats.taken += 1
-                    # One to move is checked by _move, which then opens another instead.
-                    stays = candidate.key == key
-                    if not self.move or (stays and _terminated(candidate.connection)):
+                    if not self.move:
                         self._in_use.pop(id(candidate.connection), None)
                         self._discard(candidate.connection)
                         self._opening += 1
                         candidate = None
                         action = "open"
-                    elif stays:
-                        self.stats.kept += 1
-                        return candidate.connection
                     else:
                         action = "move"
                 elif not reclaimed:
@@ -213,6 +212,10 @@ class SchemaPool:
         slot = self._slot(key)
         slots = self._slots
         return next((i for i in connections if slots.get(i) == slot), next(iter(connections)))
+
+    def _parked_on(self, key: str) -> int | None:
+        """The most recently parked connection on ``key``, if any."""
+        return next((i for i, p in reversed(self._parked.items()) if p.key == key), None)
 
     def _take(self, key: str) -> Connection[Any] | None:
         # A copy: a dead connection found on the way is dropped from the dict.

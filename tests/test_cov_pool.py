@@ -348,3 +348,37 @@ def test_each_server_process_serves_the_schemas_of_one_slot_only(params: dict[st
         assert len({slot(name, max_size) for name in names}) == 1, names
     assert pool.stats.moved > 100
     pool.close()
+
+
+def test_at_the_cap_a_parked_connection_on_the_schema_beats_moving_an_idle_one(
+    params: dict[str, Any],
+) -> None:
+    pool = SchemaPool("default", max_size=2, timeout=1, move=True)
+    alpha = acquire(pool, params, "alpha")
+    beta = acquire(pool, params, "beta")
+    assert pool.park(alpha, "db:alpha", owner=object())  # another thread's, between requests
+    pool.release(beta, "db:beta")
+
+    again = acquire(pool, params, "alpha")
+
+    assert again is alpha
+    assert (pool.stats.moved, pool.stats.kept) == (0, 1)
+    pool.release(again, "db:alpha")
+    pool.close()
+
+
+def test_at_the_cap_a_parked_connection_the_server_ended_is_replaced(
+    params: dict[str, Any],
+) -> None:
+    pool = SchemaPool("default", max_size=1, timeout=1, move=True)
+    alpha = acquire(pool, params, "alpha")
+    assert pool.park(alpha, "db:alpha", owner=object())
+    terminate(alpha)
+
+    again = acquire(pool, params, "alpha")
+
+    assert again is not alpha
+    assert schema_of(again) == "alpha"
+    assert (pool.size, pool.stats.discarded, pool.stats.opened) == (1, 1, 2)
+    pool.release(again, "db:alpha")
+    pool.close()
