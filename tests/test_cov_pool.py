@@ -288,13 +288,20 @@ def slot(name: str, max_size: int) -> int:
 NAMES = [f"t{i:02}" for i in range(40)]
 
 
+def slotted_names() -> tuple[str, str, str]:
+    """Three schemas for a pool of 2: the first and second in different slots, the third in
+    the second's."""
+    first = NAMES[0]
+    second = next(name for name in NAMES if slot(name, 2) != slot(first, 2))
+    third = next(n for n in NAMES if n not in (first, second) and slot(n, 2) == slot(second, 2))
+    return first, second, third
+
+
 def test_at_the_cap_the_connection_in_the_schemas_slot_is_moved_not_the_oldest(
     params: dict[str, Any],
 ) -> None:
     pool = SchemaPool("default", max_size=2, timeout=1, move=True)
-    first = NAMES[0]
-    second = next(name for name in NAMES if slot(name, 2) != slot(first, 2))
-    third = next(n for n in NAMES if n not in (first, second) and slot(n, 2) == slot(second, 2))
+    first, second, third = slotted_names()
     a = acquire(pool, params, first)
     b = acquire(pool, params, second)
     pool.release(a, f"db:{first}")  # the oldest idle connection
@@ -313,9 +320,7 @@ def test_at_the_cap_the_parked_connection_in_the_schemas_slot_is_taken(
     params: dict[str, Any],
 ) -> None:
     pool = SchemaPool("default", max_size=2, timeout=1, move=True)
-    first = NAMES[0]
-    second = next(name for name in NAMES if slot(name, 2) != slot(first, 2))
-    third = next(n for n in NAMES if n not in (first, second) and slot(n, 2) == slot(second, 2))
+    first, second, third = slotted_names()
     a = acquire(pool, params, first)
     b = acquire(pool, params, second)
     assert pool.park(a, f"db:{first}", owner=object())  # parked longest ago
