@@ -28,6 +28,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Worker processes that migrate the schemas at the start of the session (default 1).",
         default="1",
     )
+    parser.addini(
+        "schemata_exclude",
+        "Schemas of SCHEMATA_DOMAINS that the session does not create or migrate, and that "
+        "every_schema and schema leave out: those your tests create, or keep missing.",
+        type="args",
+        default=[],
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -91,10 +98,16 @@ def _django_db(
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "every_schema" in metafunc.fixturenames:
-        from schemata.conf import conf
-
-        names = list(conf.databases.schemas)
+        names = _created(metafunc.config)
         metafunc.parametrize("every_schema", names, ids=names, indirect=True)
+
+
+def _created(config: pytest.Config) -> list[str]:
+    """The schemas of ``SCHEMATA_DOMAINS`` that the session creates, in the settings' order."""
+    from schemata.conf import conf
+
+    excluded = set(config.getini("schemata_exclude"))
+    return [name for name in conf.databases.schemas if name not in excluded]
 
 
 def _uses_db(request: pytest.FixtureRequest) -> tuple[bool, bool]:
@@ -111,11 +124,12 @@ def _uses_db(request: pytest.FixtureRequest) -> tuple[bool, bool]:
 def schemata_setup(
     django_db_setup: None, django_db_blocker: Any, pytestconfig: Any
 ) -> Iterator[None]:
-    """Create and migrate every schema of ``SCHEMATA_DOMAINS`` in the test database, once.
+    """Create and migrate every schema of ``SCHEMATA_DOMAINS`` in the test database, once
+    (but those the ``schemata_exclude`` ini option names).
 
     With ``--reuse-db`` the schemas are kept between sessions and only checked. Schema
     connections are closed at the end, so that the test database can be dropped. Turns
-    ``SCHEMATA_ATOMIC_GUARD`` on for the session unless the settings choose.
+    ``SCHEMATA_ATOMIC_GUARD`` on for the session unless the settings set it (to ``None`` too).
     """
     from django.conf import settings
     from django.db import connections
@@ -123,14 +137,18 @@ def schemata_setup(
 
     from schemata.testing import setup_schemas
 
-    # pytest-django runs tests with DEBUG off, which would leave the guard off.
+    # pytest-django runs tests with DEBUG off, which would leave the guard off. Set in the
+    # settings, to None (follow DEBUG) too, it is theirs.
     guard = override_settings(SCHEMATA_ATOMIC_GUARD=True)
-    guarded = getattr(settings, "SCHEMATA_ATOMIC_GUARD", None) is None
+    guarded = not hasattr(settings, "SCHEMATA_ATOMIC_GUARD")
     if guarded:
         guard.enable()
     try:
         with django_db_blocker.unblock():
-            setup_schemas(parallel=int(pytestconfig.getini("schemata_parallel")))
+            setup_schemas(
+                parallel=int(pytestconfig.getini("schemata_parallel")),
+                exclude=pytestconfig.getini("schemata_exclude"),
+            )
         yield
     finally:
         with django_db_blocker.unblock():
@@ -166,18 +184,17 @@ def schema(request: pytest.FixtureRequest, db: None) -> Iterator[Schema]:
     """Activate a schema for the test and return it; its writes are rolled back after.
 
     The schema is the one named by ``@pytest.mark.schema("name")``, else the first schema in
-    ``SCHEMATA_DOMAINS``.
+    ``SCHEMATA_DOMAINS`` that ``schemata_exclude`` does not name.
     """
-    from schemata.conf import conf
-
     marker = request.node.get_closest_marker("schema")
-    name = marker.args[0] if marker else next(iter(conf.databases.schemas))
+    name = marker.args[0] if marker else _created(request.config)[0]
     yield from _override(name)
 
 
 @pytest.fixture
 def every_schema(request: pytest.FixtureRequest, db: None) -> Iterator[Schema]:
-    """Run the test once per schema in ``SCHEMATA_DOMAINS``, with that schema active."""
+    """Run the test once per schema in ``SCHEMATA_DOMAINS`` (but those of ``schemata_exclude``),
+    with that schema active."""
     yield from _override(request.param)
 
 

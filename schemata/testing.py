@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable
 from contextvars import Token
 from typing import Any, ClassVar
 
@@ -30,6 +31,7 @@ from schemata.conf import conf
 from schemata.connections import SchemataConnectionHandler
 from schemata.databases import Schema, bases
 from schemata.exceptions import SchemaUnavailable
+from schemata.schemas import existing_schemas
 from schemata.state import activate, get_schema, reset
 
 _migrated = False
@@ -40,8 +42,9 @@ def schema_servers() -> list[str]:
     return bases(conf.databases)
 
 
-def setup_schemas(parallel: int = 1) -> None:
-    """Create and migrate every schema in the test database, once per process.
+def setup_schemas(parallel: int = 1, exclude: Iterable[str] = ()) -> None:
+    """Create and migrate every schema in the test database but those in ``exclude``, once
+    per process.
 
     Schemas already up to date (``--reuse-db``, ``--keepdb``) are only checked, in one query.
     Refuses to run on a server whose test database was not set up: its schemas would be made
@@ -62,7 +65,13 @@ def setup_schemas(parallel: int = 1) -> None:
                 f"{alias!r} in their databases (the pytest plugin adds it; a TestCase of your "
                 f"own: databases = {{{', '.join(map(repr, dict.fromkeys(['default', alias])))}}})."
             )
-    call_command("migrate_schemata", interactive=False, verbosity=0, parallel=parallel)
+    call_command(
+        "migrate_schemata",
+        interactive=False,
+        verbosity=0,
+        parallel=parallel,
+        exclude=list(exclude),
+    )
     connections.close_all()
     _migrated = True
 
@@ -109,6 +118,10 @@ class Layer:
             self.touched[alias] = None
         elif threading.get_ident() == self.thread:
             self.touched[alias] = None
+            if _missing(alias):
+                # Nothing to roll back: left as in production, where using it fails on a
+                # connection of its own with the pool's error, and looking it up does not.
+                return
             if _share(alias):
                 self.shared.append(alias)
             atomic = transaction.atomic(using=alias)
@@ -137,14 +150,31 @@ class Layer:
         for alias in reversed(self.shared):
             _unshare(alias)
         for alias in self.touched if self.transactional else ():
-            connections[alias].close()
-            call_command("flush", database=alias, interactive=False, verbosity=0)
+            # A tenant the test registered and deleted is no alias any more.
+            if alias in conf.databases.schemas:
+                _flush(alias)
+        if self.transactional:
+            # As TransactionTestCase closes its connections after each test; with the idle
+            # ones of the schema pools (the test's threads' too), so that no session state
+            # reaches the next test through a server connection.
+            connections.close_all()
         for cascade in reversed(self.cascades):
             cascade.__exit__(None, None, None)
         # Tenants a test registered at run time are gone with its transaction or flush.
         from schemata.registry import registry
 
         registry.clear()
+
+
+def _flush(alias: str) -> None:
+    connections[alias].close()
+    try:
+        call_command("flush", database=alias, interactive=False, verbosity=0)
+    except SchemaUnavailable:
+        schema = conf.databases.schemas[alias]
+        if schema.name in existing_schemas(schema.base):
+            raise
+        # The test dropped the schema: nothing is left to empty.
 
 
 _layers: list[Layer] = []
@@ -180,6 +210,21 @@ class _OnPath:
                     f"it (the schemata_setup fixture migrates every schema of SCHEMATA_DOMAINS)."
                 )
         return execute(sql, params, many, context)
+
+
+def _missing(alias: str) -> bool:
+    """Whether ``alias``'s schema is missing from its base's database, as the base's
+    connection (in the test's transaction, where a test may have created it) sees it."""
+    schema = conf.databases.schemas[alias]
+    base = connections[schema.base]
+    base.ensure_connection()
+    raw = base.connection
+    if raw.info.transaction_status == TransactionStatus.INERROR:
+        return False  # cannot ask; a statement on the schema fails anyway
+    with raw.cursor() as cursor:
+        cursor.execute("SELECT to_regnamespace(%s) IS NULL", [schema.name])
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def _share(alias: str) -> bool:

@@ -448,6 +448,38 @@ def test_reuse_db_keeps_the_migrated_schemas(project: pytest.Pytester) -> None:
     assert {"alpha", "beta"} <= set(migrated(project))
 
 
+EXCLUDED = """
+import pytest
+from django.db import connections
+
+
+def test_the_schema_fixture_takes_the_first_schema_not_excluded(schema):
+    assert schema.name == "beta"
+
+
+def test_every_schema_leaves_the_excluded_out(every_schema):
+    assert every_schema.name == "beta"
+
+
+@pytest.mark.django_db
+def test_an_excluded_schema_is_not_created():
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT to_regnamespace('alpha') IS NULL")
+        assert cursor.fetchone()[0]
+"""
+
+
+def test_the_schemas_the_ini_file_excludes_are_left_uncreated(project: pytest.Pytester) -> None:
+    ini = project.path / "pytest.ini"
+    ini.write_text(f"{ini.read_text()}\nschemata_exclude = alpha\n")
+    project.makepyfile(test_excluded=EXCLUDED)
+
+    result = project.runpytest_subprocess("test_excluded.py", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=3)
+    assert sorted(set(migrated(project))) == ["beta", "default"]
+
+
 GUARD_OFF = """
 import pytest
 from django.db import transaction
@@ -463,11 +495,13 @@ def test_the_atomic_guard_the_settings_turn_off_stays_off():
 """
 
 
+# None: the guard follows DEBUG, which pytest-django turns off.
+@pytest.mark.parametrize("value", ["False", "None"])
 def test_the_plugin_leaves_the_atomic_guard_as_the_settings_set_it(
-    project: pytest.Pytester,
+    project: pytest.Pytester, value: str
 ) -> None:
     settings = project.path / "settings.py"
-    settings.write_text(f"{settings.read_text()}\nSCHEMATA_ATOMIC_GUARD = False\n")
+    settings.write_text(f"{settings.read_text()}\nSCHEMATA_ATOMIC_GUARD = {value}\n")
     project.makepyfile(test_guard=GUARD_OFF)
 
     result = project.runpytest_subprocess("test_guard.py", "-p", "no:cacheprovider")

@@ -7,10 +7,12 @@ import unittest
 from collections.abc import Iterator
 
 import pytest
+from django.core.management import call_command
 from django.db import connections
 
 from schemata import SchemaUnavailable, testing
 from schemata.connections import SchemataConnectionHandler
+from schemata.schemas import create_schema
 from schemata.testing import Layer, SchemataTestCase, setup_schemas
 from tests.test_connections import in_thread
 from tests.testapp.models import Note
@@ -44,14 +46,32 @@ def test_setting_up_schemas_refuses_a_database_that_is_not_a_test_database(
     )
 
 
-def test_a_schema_missing_from_the_test_database_is_named(db: None, layer: Layer) -> None:
+def test_a_schema_dropped_during_a_test_is_named(db: None, layer: Layer) -> None:
+    Note.objects.using("alpha").count()  # alpha joins the test's transaction
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DROP SCHEMA alpha CASCADE")  # rolled back with the test
+
     with pytest.raises(SchemaUnavailable) as error:
-        Note.objects.using("ghost").count()
+        Note.objects.using("alpha").count()
 
     assert str(error.value) == (
-        "The schema 'ghost' does not exist in the test database: create it (the schemata_setup "
+        "The schema 'alpha' does not exist in the test database: create it (the schemata_setup "
         "fixture migrates every schema of SCHEMATA_DOMAINS)."
     )
+
+
+def test_a_schema_missing_from_the_test_database_is_left_on_its_own_connection(
+    db: None, layer: Layer
+) -> None:
+    ghost = connections["ghost"]
+
+    with pytest.raises(SchemaUnavailable, match="Create it with 'python manage.py manage_sch"):
+        Note.objects.using("ghost").count()
+
+    assert "ghost" in layer.touched
+    assert "ghost" not in layer.atomics
+    assert ghost.connection is None
+    assert Note.objects.using("default").count() == 0  # the test's transaction goes on
 
 
 def test_a_schema_used_by_another_thread_is_left_out_of_the_tests_transaction(
@@ -108,16 +128,42 @@ class FailingSetUp(SchemataTestCase):
 
 
 def test_a_test_case_whose_set_up_fails_stops_its_schema_layer(
-    db: None, monkeypatch: pytest.MonkeyPatch
+    transactional_db: None,
 ) -> None:
-    monkeypatch.setattr(testing, "_migrated", True)  # the suite's schemas are migrated
     result = unittest.TestResult()
+    # The plugin's: in a transactional test, it only notes the schemas used.
+    layers = list(testing._layers)
 
     unittest.defaultTestLoader.loadTestsFromTestCase(FailingSetUp).run(result)
 
     assert [str(error[1]).splitlines()[-1] for error in result.errors] == [
         "RuntimeError: setUpTestData failed"
     ]
-    assert testing._layers == []
+    assert testing._layers == layers
+    assert connections["alpha"].connection is not connections["default"].connection
+    assert Note.objects.using("alpha").count() == 0
+
+
+def test_the_connection_handler_gets_its_class_back_after_the_last_layer() -> None:
+    layer = Layer().start()
+    during = type(connections)
+    layer.stop()
+
+    assert during is testing._IsolatingHandler
     assert type(connections) is SchemataConnectionHandler
+
+
+@pytest.mark.usefixtures("fresh")
+def test_a_schema_a_transactional_test_dropped_is_not_emptied_after_it() -> None:
+    create_schema("fresh1")
+    call_command("migrate", "testapp", database="fresh1", verbosity=0)
+    layer = Layer(transactional=True).start()
+    Note.objects.using("alpha").create(title="x")
+    Note.objects.using("fresh1").create(title="y")
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DROP SCHEMA fresh1 CASCADE")
+
+    layer.stop()
+
+    assert list(layer.touched) == ["alpha", "fresh1"]
     assert Note.objects.using("alpha").count() == 0
