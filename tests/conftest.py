@@ -4,13 +4,9 @@ import importlib.util
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from django.core.management import call_command
-from django.db import connections, transaction
-
-from schemata.schemas import create_schema
+from django.db import connections
 
 pytest_plugins = ["pytester", "tests.services"]
 
@@ -36,41 +32,24 @@ def _keep_sys_path() -> Iterator[None]:
         sys.path[:] = [entry for entry in sys.path if entry != os.getcwd()] + [os.getcwd()]
 
 
-#: Schemas with every app migrated; the t00..t63 schemas only get the test app's tables.
-FULL_SCHEMAS = ("alpha", "beta")
+#: The schemas of the concurrency tests: one per thread or task.
 LIGHT_SCHEMAS = tuple(f"t{i:02}" for i in range(64))
 #: Created, migrated and dropped by the tests of commands.
 FRESH_SCHEMAS = ("fresh1", "fresh2", "fresh3", "fresh4")
+#: In the settings, never created: what a missing schema does.
+MISSING_SCHEMA = "ghost"
 
 
-@pytest.fixture(scope="session")
-def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
-    """Create and migrate the tenant schemas once, in the test database."""
-    with django_db_blocker.unblock():
-        for name in FULL_SCHEMAS + LIGHT_SCHEMAS:
-            create_schema(name)
-        for name in FULL_SCHEMAS:
-            call_command("migrate", database=name, verbosity=0)
-        for name in LIGHT_SCHEMAS:
-            call_command("migrate", "testapp", database=name, verbosity=0)
-        connections.close_all()
-    yield
-    # The test database cannot be dropped while schema connections are open.
-    connections.close_all()
+def pytest_configure(config: pytest.Config) -> None:
+    # The pytest plugin creates and migrates every other schema of the settings.
+    for name in (MISSING_SCHEMA, *FRESH_SCHEMAS):
+        config.addinivalue_line("schemata_exclude", name)
 
 
 @pytest.fixture
-def schemas(db: None) -> Iterator[None]:
-    """Run the test inside a rolled-back transaction on ``alpha`` and ``beta`` as well."""
-    atomics = {alias: transaction.atomic(using=alias) for alias in FULL_SCHEMAS}
-    for atomic in atomics.values():
-        atomic.__enter__()
-    try:
-        yield
-    finally:
-        for alias, atomic in reversed(atomics.items()):
-            transaction.set_rollback(True, using=alias)
-            atomic.__exit__(None, None, None)
+def schemas(db: None) -> None:
+    """A test that writes to ``alpha`` and ``beta``: the plugin rolls their writes back with
+    the test's transaction."""
 
 
 @pytest.fixture

@@ -80,3 +80,6 @@ SCHEMATA_DOMAINS = {
     **{f"t{i:02}.example.com": {"schema_name": f"t{i:02}"} for i in range(64)},
 }
 DATABASES = expand_databases({"default": env.db("DATABASE_URL")}, SCHEMATA_DOMAINS)
+# Follows DEBUG, as by default; set, so the pytest plugin leaves it so (the guard's own tests
+# turn it on, or DEBUG).
+SCHEMATA_ATOMIC_GUARD = None

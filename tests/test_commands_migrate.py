@@ -20,6 +20,7 @@ from django.test import override_settings
 
 from schemata.backend import schema_wrapper
 from schemata.migrator import applied_migrations, finished_schemas, up_to_date_schemas
+from schemata.schemas import create_schema
 from schemata.statecache import check_django, forget_states
 from schemata.workers import Outcome, Status
 from tests.conftest import FRESH_SCHEMAS, forget_schema_connections
@@ -205,6 +206,7 @@ class TestMigrateSchemata:
 
     def test_up_to_date_detection_reads_every_schema_in_one_query(self) -> None:
         migrate_fresh("fresh1", "fresh2")
+        migrate_fresh("fresh3", "testapp")  # the table, and some migrations
         connection = connections["default"]
         queries: list[str] = []
 
@@ -213,17 +215,18 @@ class TestMigrateSchemata:
             return execute(sql, *args)
 
         with connection.execute_wrapper(record):
-            current = up_to_date_schemas(["fresh1", "fresh2", "fresh3", "t00"])
+            current = up_to_date_schemas(["fresh1", "fresh2", "fresh3", "fresh4"])
 
         assert current == {"fresh1", "fresh2"}
         assert len(queries) == 2  # which schemas have the table; what they record
 
     def test_migration_rows_without_the_finished_marker_are_not_up_to_date(self) -> None:
         migrate_fresh("fresh1")
+        create_schema("fresh3")
         # Migrated by plain migrate: every row, no marker of a finished migrate_schemata run.
-        call_command("migrate", database="alpha", verbosity=0)
+        call_command("migrate", database="fresh3", verbosity=0)
 
-        assert up_to_date_schemas(["fresh1", "alpha"]) == {"fresh1"}
+        assert up_to_date_schemas(["fresh1", "fresh3"]) == {"fresh1"}
 
     def test_a_schema_interrupted_before_post_migrate_finished_is_finished_by_the_next_run(
         self,
