@@ -109,7 +109,12 @@ def table_exists(server: PostgresServer, name: str) -> bool:
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
-    with running() as main, running() as eu, tempfile.TemporaryDirectory() as tmp:
+    # eu takes few connections, so that a test fills it cheaply.
+    with (
+        running() as main,
+        running(max_connections=20) as eu,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         main.create_database(DATABASE)
         eu.create_database(DATABASE)
         yield Site(main, eu, Path(tmp))
@@ -442,6 +447,28 @@ def test_moving_asks_for_confirmation_and_a_no_changes_nothing(site: Site, migra
     assert "This copies 'sb' to 'default'" in result.stdout
     assert "CommandError: Move cancelled: nothing was changed." in result.stderr
     assert "sb" not in schemas_on(site.main)
+
+
+def test_a_dump_that_fails_on_the_source_changes_nothing(site: Site, migrated: str) -> None:
+    # Every connection eu takes but one: the command's own; pg_dump's is refused.
+    with site.eu.connect(DATABASE) as first:
+        limit = int(first.execute("SHOW max_connections").fetchone()[0])
+        used = first.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        ).fetchone()[0]
+        others = [site.eu.connect(DATABASE) for _ in range(limit - used - 1)]
+        try:
+            result = site.manage("move_schema", "sb", "--to", "default", "--noinput", check=False)
+        finally:
+            for connection in others:
+                connection.close()
+
+    assert result.returncode == 1
+    assert "CommandError: pg_dump of 'sb' on 'eu' failed: " in result.stderr
+    assert "too many clients already" in result.stderr
+    assert "sb" not in schemas_on(site.main)
+    assert {"sb", "sb_moved"} & schemas_on(site.eu) == {"sb"}
+    assert notes_on(site.eu, "sb") == ["sb-note"]
 
 
 #: On the target: a row appears in sb.testapp_note as the restore creates it, or the restore

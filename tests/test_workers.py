@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -74,6 +75,43 @@ def test_a_dead_worker_fails_only_its_own_schema_while_the_other_finishes(
 
     assert [outcome.schema for outcome in report.failed] == ["t01"]
     assert report.counts == {"done": 1, FAILED: 1}  # t00 finished; t02 never started
+
+
+def exit_once_idle(schema: str, options: dict[str, Any]) -> Outcome:
+    """A job (run by the workers from this module): t00 reports, then its worker exits a
+    moment later, waiting for its next schema; the others take a second."""
+    if schema == "t00":
+        threading.Timer(0.1, os._exit, [3]).start()
+    else:
+        time.sleep(1)
+    return Outcome(schema, "done", (str(os.getpid()),))
+
+
+def test_a_worker_that_died_idle_is_given_no_schema_and_no_more_start() -> None:
+    seen: list[str] = []
+
+    def record(outcome: Outcome) -> None:
+        seen.append(outcome.schema)
+        # Its worker is gone before it is handed the next schema: reaped, so every thread
+        # of it has ended and its end of the pipe is closed (a zombie's threads may not).
+        deadline = time.monotonic() + 10
+        while outcome.schema == "t00" and any(
+            child.pid == int(outcome.lines[0]) for child in multiprocessing.active_children()
+        ):
+            assert time.monotonic() < deadline, "the worker did not exit"
+            time.sleep(0.01)
+
+    report = run_jobs(
+        "tests.test_workers.exit_once_idle",
+        ["t00", "t01", "t02", "t03"],
+        {},
+        parallel=2,
+        on_outcome=record,
+    )
+
+    assert seen == ["t00", "t01"]  # the other worker finished its own; t02, t03 never started
+    assert report.counts == {"done": 2}
+    assert report.failed == []
 
 
 def test_a_schema_the_dead_worker_had_completed_is_not_failed(tmp_path: Path) -> None:
