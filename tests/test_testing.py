@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
+from django.db import connections, transaction
 
 from schemata import SchemaUnavailable, testing
 from schemata.connections import SchemataConnectionHandler
@@ -99,15 +99,18 @@ def test_without_a_transaction_on_the_base_a_schema_is_rolled_back_on_its_own_co
     assert Note.objects.using("alpha").count() == 0
 
 
-def test_a_schema_connection_opened_before_the_test_goes_back_to_the_pool(db: None) -> None:
+def test_a_schema_connection_opened_before_the_test_goes_back_to_the_pool(
+    transactional_db: None,
+) -> None:
     connections["alpha"].ensure_connection()
     before = connections["alpha"].connection
-    layer = Layer().start()
-    try:
-        Note.objects.using("alpha").create(title="x")
-        shared = connections["alpha"].connection is connections["default"].connection
-    finally:
-        layer.stop()
+    with transaction.atomic():  # the test's transaction, opened after alpha's connection
+        layer = Layer().start()
+        try:
+            Note.objects.using("alpha").create(title="x")
+            shared = connections["alpha"].connection is connections["default"].connection
+        finally:
+            layer.stop()
     connections["alpha"].ensure_connection()
 
     assert shared
