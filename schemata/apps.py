@@ -15,6 +15,7 @@ class SchemataConfig(AppConfig):
     def ready(self) -> None:
         from schemata import checks  # noqa: F401  (registers the system checks)
         from schemata.compat import check_django
+        from schemata.conf import conf
         from schemata.connections import (
             discard_on_setting_change,
             install,
@@ -26,6 +27,7 @@ class SchemataConfig(AppConfig):
         check_django()
         install()
         request_finished.connect(release_idle_connections, dispatch_uid="schemata.release")
+        setting_changed.connect(conf.forget, dispatch_uid="schemata.conf")
         setting_changed.connect(discard_on_setting_change, dispatch_uid="schemata.settings")
         setting_changed.connect(forget_on_setting_change, dispatch_uid="schemata.registry")
         post_migrate.connect(rebuild_after_migrate, sender=self, dispatch_uid="schemata.guard")

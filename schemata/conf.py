@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.test.signals import setting_changed
 
 if TYPE_CHECKING:
     from schemata.databases import SchemataDatabases
@@ -171,4 +170,3 @@ def _pool_settings(raw: Any) -> PoolSettings:
 
 
 conf = Settings()
-setting_changed.connect(conf.forget, dispatch_uid="schemata.conf")
