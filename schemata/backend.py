@@ -141,8 +141,14 @@ class _SchemaWrapperMixin:
         pool = self._schemata_pool
         if pool is None or pool.closed:
             pool_settings = conf.POOL
+            base = self.schema.base
+            user = self.settings_dict.get("USER")
+            # A wrapper made with another role (a test's, say) must not be handed, or move,
+            # a connection of the base's role: its pool is its own.
+            if user != dict.get(conf.databases, base, {}).get("USER"):
+                base = f"{base} as {user}"
             pool = self._schemata_pool = get_pool(
-                self.schema.base,
+                base,
                 pool_settings.max_size,
                 pool_settings.timeout,
                 move=conf.SCHEMA_DATABASE is None,

@@ -70,6 +70,10 @@ def test_a_role_without_usage_on_its_schema_is_refused() -> None:
     with connections["default"].cursor() as cursor:
         cursor.execute("DROP ROLE IF EXISTS schemata_limited")
         cursor.execute("CREATE ROLE schemata_limited LOGIN")
+    # A connection of the base's role, idle on alpha in the pool: never the limited role's.
+    with schemata.override("alpha"):
+        Note.objects.count()
+    connections.release_idle()  # type: ignore[attr-defined]
     settings = {**connections["alpha"].settings_dict, "USER": "schemata_limited"}
     wrapper = SchemaWrapper(settings, alias="alpha")
 
