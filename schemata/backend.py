@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -99,12 +99,12 @@ class _SchemaWrapperMixin:
     def retarget(self, settings_dict: dict[str, Any], alias: str, path: str) -> bool:
         """Serve ``alias`` instead, if it is a schema of the same base; say whether it can.
 
-        Only an unused wrapper (no connection, no transaction) of a schema alias with the same
-        base settings is reused: everything Django derives from those stays true. ``path``:
-        the alias's search path.
+        The handler offers only wrappers nobody else holds, closed and outside a transaction;
+        one of a schema alias with the same base settings is reused: everything Django derives
+        from those stays true. ``path``: the alias's search path.
         """
         schema = conf.databases.schemas[alias]
-        if self.connection is not None or self.in_atomic_block or schema.base != self.schema.base:
+        if schema.base != self.schema.base:
             return False
         self.settings_dict = settings_dict
         self.alias = alias
@@ -197,8 +197,11 @@ class _SchemaWrapperMixin:
         self.isolation_level = (
             IsolationLevel.READ_COMMITTED if level is None else IsolationLevel(level)
         )
-        if level is not None and connection.isolation_level != self.isolation_level:
-            connection.isolation_level = self.isolation_level
+        # A pooled connection keeps the level of the alias it served last (a test's own wrapper
+        # may ask for another): psycopg's None is the server's default.
+        wanted = None if level is None else self.isolation_level
+        if connection.isolation_level != wanted:
+            connection.isolation_level = wanted
         return connection
 
     def ensure_connection(self) -> None:
@@ -206,16 +209,13 @@ class _SchemaWrapperMixin:
         # a connection parked between requests is claimed back first, unless another thread
         # took it meanwhile.
         if self._schemata_parked:
-            from django.db import connections
-
             self._schemata_parked = False
             if not self.schemata_pool().unpark(self.connection, self._schemata_token):
                 self.connection = None  # the taker's now: not ours to close
                 self._schemata_key = None
-            # Most recently used last: the end of a request parks from the end.
-            aliases = self._schemata_aliases
-            if aliases is None:  # not made by the handler (a test's own wrapper, say)
-                aliases = connections._schema_aliases()  # type: ignore[attr-defined]
+            # Most recently used last: the end of a request parks from the end. Only wrappers
+            # in the handler's map are parked, and the handler gave each its map.
+            aliases = cast(dict[str, Any], self._schemata_aliases)
             aliases[self.alias] = aliases.pop(self.alias, self)
         super().ensure_connection()  # type: ignore[misc]
 
@@ -246,15 +246,15 @@ class _SchemaWrapperMixin:
         return self._schemata_parked
 
     def _close(self) -> None:
-        if self.connection is not None:
-            connection, self.connection = self.connection, None
-            key, self._schemata_key = self._schemata_key, None
-            if self._schemata_parked:
-                self._schemata_parked = False
-                if not self.schemata_pool().unpark(connection, self._schemata_token):
-                    return  # another thread took it
-            if key is not None:  # else not the pool's: lent by the testing kit, say
-                self.schemata_pool().release(connection, key)
+        # Django's close() calls this only with a connection.
+        connection, self.connection = self.connection, None
+        key, self._schemata_key = self._schemata_key, None
+        if self._schemata_parked:
+            self._schemata_parked = False
+            if not self.schemata_pool().unpark(connection, self._schemata_token):
+                return  # another thread took it
+        if key is not None:  # else not the pool's: lent by the testing kit, say
+            self.schemata_pool().release(connection, key)
 
 
 def verify_path(wrapper: Any, resolved: list[str]) -> None:

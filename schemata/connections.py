@@ -87,7 +87,9 @@ class SchemataConnectionHandler(ConnectionHandler):
     def __setitem__(self, alias: str, conn: BaseDatabaseWrapper) -> None:
         super().__setitem__(alias, conn)
         if self._is_schema_alias(alias):
-            self._schema_aliases()[alias] = conn
+            aliases = self._schema_aliases()
+            aliases[alias] = conn
+            conn._schemata_aliases = aliases  # type: ignore[attr-defined]
 
     def __delitem__(self, alias: str) -> None:
         super().__delitem__(alias)
@@ -170,17 +172,21 @@ def install() -> None:
         connections.__class__ = SchemataConnectionHandler
 
 
+def handler() -> SchemataConnectionHandler:
+    """``django.db.connections``, given its class by ``install()`` before any of the receivers
+    below is connected (the app's ``ready()``)."""
+    return cast(SchemataConnectionHandler, connections)
+
+
 def release_idle_connections(**kwargs: Any) -> None:
     """``request_finished`` receiver: every request gives its schema connections back,
     but for the last one used, parked for the thread's next request."""
-    if isinstance(connections, SchemataConnectionHandler):
-        connections.release_idle(park=True)
+    handler().release_idle(park=True)
 
 
 def reclaim_idle(except_alias: str) -> None:
     """Called by a pool at its cap: give back this thread's other idle schema connections."""
-    if isinstance(connections, SchemataConnectionHandler):
-        connections.release_idle(except_alias=except_alias)
+    handler().release_idle(except_alias=except_alias)
 
 
 def discard_on_setting_change(setting: str, **kwargs: Any) -> None:
@@ -189,12 +195,10 @@ def discard_on_setting_change(setting: str, **kwargs: Any) -> None:
         # Django caches DATABASES in the handler for good (BaseConnectionHandler.settings).
         connections.__dict__.pop("settings", None)
         connections._settings = None  # type: ignore[attr-defined]
-    if (setting == "DATABASES" or setting.startswith("SCHEMATA_")) and isinstance(
-        connections, SchemataConnectionHandler
-    ):
+    if setting == "DATABASES" or setting.startswith("SCHEMATA_"):
         from schemata.pool import close_pools
 
-        connections.discard_schema_connections()
+        handler().discard_schema_connections()
         close_pools()  # their connections carry paths and caps of the old settings
 
 

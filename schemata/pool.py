@@ -392,10 +392,8 @@ def _terminated(connection: Connection[Any]) -> bool:
     """Whether the server said something to an idle connection: only a goodbye, here."""
     if connection.closed or connection.broken:
         return True
-    try:
-        return _readable(connection.fileno())
-    except (OSError, ValueError):
-        return True
+    # An open connection has a descriptor; poll() reports one that went bad (POLLNVAL).
+    return _readable(connection.fileno())
 
 
 def _readable(fd: int) -> bool:

@@ -6,10 +6,12 @@ from typing import TypeVar
 
 import pytest
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.postgresql.base import DatabaseWrapper
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from psycopg import IsolationLevel
 
 import schemata
 from schemata import SchemaUnavailable
@@ -217,3 +219,67 @@ def test_a_database_engine_without_what_schema_aliases_need_is_refused() -> None
         "django.db.backends.base.base.BaseDatabaseWrapper has no pool: this Django release or "
         "database engine is not one django-schemata supports."
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pooled_connection_takes_the_isolation_level_of_the_alias_it_serves() -> None:
+    def level(wrapper: BaseDatabaseWrapper) -> str:
+        wrapper.set_autocommit(False)  # psycopg begins the transaction at that level
+        try:
+            with wrapper.cursor() as cursor:
+                cursor.execute("SHOW transaction_isolation")
+                return str(cursor.fetchone()[0])
+        finally:
+            wrapper.rollback()
+            wrapper.set_autocommit(True)
+
+    def scenario() -> tuple[str, str, bool]:
+        settings = connections["alpha"].settings_dict
+        options = {**settings["OPTIONS"], "isolation_level": IsolationLevel.SERIALIZABLE}
+        strict = SchemaWrapper({**settings, "OPTIONS": options}, alias="alpha")
+        strict_level = level(strict)
+        pid = strict.connection.info.backend_pid
+        strict.close()
+        # The same server connection, now for the alias's own wrapper: back to the default.
+        connections.release_idle()  # type: ignore[attr-defined]
+        plain = connections["alpha"]
+        plain_level = level(plain)
+        return strict_level, plain_level, plain.connection.info.backend_pid == pid
+
+    assert in_thread(scenario) == ("serializable", "read committed", True)
+
+
+def test_only_schema_aliases_are_tracked_per_thread() -> None:
+    def scenario() -> list[str]:
+        connections["default"] = connections["default"]
+        connections["alpha"] = connections["alpha"]
+        return list(connections._schema_aliases())  # type: ignore[attr-defined]
+
+    assert in_thread(scenario) == ["alpha"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_discarding_schema_connections_spares_one_in_a_transaction() -> None:
+    def scenario() -> tuple[bool, list[str]]:
+        with schemata.override("beta"):
+            Note.objects.count()
+        with transaction.atomic(using="alpha"):
+            with schemata.override("alpha"):
+                Note.objects.count()
+            connections.discard_schema_connections()  # type: ignore[attr-defined]
+            tracked = list(connections._schema_aliases())  # type: ignore[attr-defined]
+            alpha = connections["alpha"]
+            return alpha.connection is not None and alpha.in_atomic_block, tracked
+
+    assert in_thread(scenario) == (True, ["alpha"])
+
+
+def test_installing_twice_keeps_the_handler_and_its_threads_state() -> None:
+    from schemata.connections import install
+
+    def scenario() -> bool:
+        wrapper = connections["alpha"]
+        install()
+        return connections._schema_aliases().get("alpha") is wrapper  # type: ignore[attr-defined]
+
+    assert in_thread(scenario)

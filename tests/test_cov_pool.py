@@ -4,6 +4,7 @@ cannot move, died while idle, fail their check, or come back mid-transaction."""
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import socket
 import threading
@@ -387,3 +388,25 @@ def test_at_the_cap_a_parked_connection_the_server_ended_is_replaced(
     assert (pool.size, pool.stats.discarded, pool.stats.opened) == (1, 1, 2)
     pool.release(again, "db:alpha")
     pool.close()
+
+
+def test_a_forked_child_giving_back_an_inherited_connection_leaves_it_open(
+    params: dict[str, Any],
+) -> None:
+    from schemata.pool import _pools, get_pool
+
+    pool = get_pool("forked", max_size=1, timeout=1, move=True)
+    try:
+        alpha = acquire(pool, params, "alpha")  # in use when the process forks
+        child = os.fork()
+        if child == 0:
+            # Closing it here would end the parent's session on the server.
+            pool.release(alpha, "db:alpha")
+            os._exit(0 if not alpha.closed else 1)
+        _, status = os.waitpid(child, 0)
+
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert schema_of(alpha) == "alpha"  # the parent's session goes on
+        pool.release(alpha, "db:alpha")
+    finally:
+        _pools.pop("forked").close()

@@ -303,6 +303,27 @@ def test_each_request_is_served_from_its_tenants_server(site: Site, migrated: st
     assert notes_on(site.eu, "sc") == ["sc-note"]
 
 
+def test_a_thread_moving_between_servers_writes_each_schema_on_its_own(
+    site: Site, migrated: str
+) -> None:
+    # A thread reuses the wrapper of a schema it no longer uses for the next one: never one
+    # of another server, whose pool (at its cap of 1) would move its connection there.
+    site.python(
+        "import schemata\nfrom django.db import connections\n"
+        "from django.test import override_settings\n"
+        "from tests.testapp.models import Note\n"
+        "with override_settings(SCHEMATA_POOL={'max_size': 1}):\n"
+        "    for name in ('sb', 'sa', 'sc', 'sa'):\n"
+        "        with schemata.override(name):\n"
+        "            Note.objects.create(title=f'{name}-spare')\n"
+        "        connections.release_idle()\n"
+    )
+
+    assert [t for t in notes_on(site.main, "sa") if t.endswith("-spare")] == ["sa-spare"] * 2
+    assert [t for t in notes_on(site.eu, "sb") if t.endswith("-spare")] == ["sb-spare"]
+    assert [t for t in notes_on(site.eu, "sc") if t.endswith("-spare")] == ["sc-spare"]
+
+
 def test_relations_between_servers_are_refused(site: Site, migrated: str) -> None:
     output = site.python(
         "import schemata\nfrom tests.testapp.models import Note, Tag\n"
