@@ -38,6 +38,20 @@ def run(*args: str, **options: Any) -> list[str]:
     return out.getvalue().splitlines()
 
 
+def assert_testapp_migrations_of_alpha_and_beta(lines: list[str]) -> None:
+    """The output of showmigrations testapp on alpha and beta, as the per-schema commands
+    print it."""
+    assert lines[:2] + lines[3:] == [
+        "[alpha] testapp",
+        "[alpha]  [X] 0001_initial",
+        "[beta] testapp",
+        "[beta]  [X] 0001_initial",
+        "Summary: 2 done.",
+    ]
+    # Off a terminal, a line at each tenth of the schemas done (not after the last).
+    assert re.fullmatch(r"Progress: 1/2 schemas, 0 failed, about \d+s left", lines[2])
+
+
 def migrate_fresh(*names: str, **options: Any) -> list[str]:
     """``migrate_schemata --schema NAME...``; other arguments (``--public``, an app label and
     a target) follow the schema names."""
@@ -535,15 +549,7 @@ class TestMigrateSchemata:
             "migrate_schemata", "--list", "testapp", "--schema", "alpha", "--schema", "beta"
         )
 
-        assert lines[:2] + lines[3:] == [
-            "[alpha] testapp",
-            "[alpha]  [X] 0001_initial",
-            "[beta] testapp",
-            "[beta]  [X] 0001_initial",
-            "Summary: 2 done.",
-        ]
-        # Off a terminal, a line at each tenth of the schemas done (not after the last).
-        assert re.fullmatch(r"Progress: 1/2 schemas, 0 failed, about \d+s left", lines[2])
+        assert_testapp_migrations_of_alpha_and_beta(lines)
 
     def test_sync_schemata_runs_migrate_with_run_syncdb(self) -> None:
         lines = run("sync_schemata", "--schema", "fresh4", interactive=False, verbosity=2)
@@ -629,15 +635,7 @@ class TestEachSchema:
             "each_schema", "--schema", "alpha", "--schema", "beta", "showmigrations", "testapp"
         )
 
-        assert lines[:2] + lines[3:] == [
-            "[alpha] testapp",
-            "[alpha]  [X] 0001_initial",
-            "[beta] testapp",
-            "[beta]  [X] 0001_initial",
-            "Summary: 2 done.",
-        ]
-        # Off a terminal, a line at each tenth of the schemas done (not after the last).
-        assert re.fullmatch(r"Progress: 1/2 schemas, 0 failed, about \d+s left", lines[2])
+        assert_testapp_migrations_of_alpha_and_beta(lines)
 
     def test_verbosity_2_shows_the_progress_after_each_schema(self) -> None:
         lines = run(
