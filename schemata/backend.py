@@ -145,7 +145,7 @@ class _SchemaWrapperMixin:
             user = self.settings_dict.get("USER")
             # A wrapper made with another role (a test's, say) must not be handed, or move,
             # a connection of the base's role: its pool is its own.
-            if user != dict.get(conf.databases, base, {}).get("USER"):
+            if user != conf.databases[base].get("USER"):
                 base = f"{base} as {user}"
             pool = self._schemata_pool = get_pool(
                 base,

@@ -13,7 +13,13 @@ from django.utils.module_loading import import_string
 
 from schemata.cache import check_cache_key_functions
 from schemata.conf import conf
-from schemata.databases import SchemataDatabases, bases, normalize_host, schema_name_problem
+from schemata.databases import (
+    DEFAULT_BASE,
+    SchemataDatabases,
+    bases,
+    normalize_host,
+    schema_name_problem,
+)
 from schemata.schemas import misplaced_extensions, public_leftovers, server_connections
 from schemata.storage import check_storage
 
@@ -76,7 +82,7 @@ def check_settings(
         )
     if isinstance(databases, SchemataDatabases):
         for base in sorted(bases(databases)):
-            engine = dict.__getitem__(databases, base).get("ENGINE", "")
+            engine = databases[base].get("ENGINE", "")
             vendor = load_backend(engine).DatabaseWrapper.vendor if engine else "dummy"
             if vendor != "postgresql":
                 errors.append(
@@ -175,7 +181,7 @@ def _check_server(base: str) -> list[CheckMessage]:
     """The database checks of one server that holds schemas."""
     errors: list[CheckMessage] = []
     # Said only when the project has several servers: one would always be 'default'.
-    on = "" if base == "default" else f" (database {base!r})"
+    on = "" if base == DEFAULT_BASE else f" (database {base!r})"
     for table, label in public_leftovers(base).items() if conf.SHARED_APPS else ():
         errors.append(
             Error(
@@ -298,7 +304,7 @@ def check_runtime_tenants(
     databases: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> list[CheckMessage]:
-    if "default" not in (databases or ()) or not conf.RUNTIME_TENANTS:
+    if DEFAULT_BASE not in (databases or ()) or not conf.RUNTIME_TENANTS:
         return []
     from schemata.registry import problems
 

@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import connections, transaction
 
 from schemata.conf import conf
-from schemata.databases import schema_name_problem
+from schemata.databases import DEFAULT_BASE, schema_name_problem
 from schemata.exceptions import SchemataError
 
 #: Apps whose tables stay local to the coordinator: the run-time tenants' registry is read
@@ -43,7 +43,7 @@ class Placement(NamedTuple):
     port: int
 
 
-def citus_version(using: str = DEFAULT_DB_ALIAS) -> str | None:
+def citus_version(using: str = DEFAULT_BASE) -> str | None:
     """The version of the ``citus`` extension installed in ``using``'s database, or ``None``."""
     with connections[using].cursor() as cursor:
         cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'citus'")
@@ -96,7 +96,7 @@ def shared_tables() -> list[str]:
     )
 
 
-def make_reference_tables(using: str = DEFAULT_DB_ALIAS) -> list[str]:
+def make_reference_tables(using: str = DEFAULT_BASE) -> list[str]:
     """Make every table of ``SCHEMATA_SHARED_APPS`` in ``public`` a Citus reference table.
 
     Tenant tables in distributed schemas can then have foreign keys to them and join them on
@@ -145,7 +145,7 @@ def convert_after_migrate(using: str) -> list[str]:
     return make_reference_tables(using)
 
 
-def placements(using: str = DEFAULT_DB_ALIAS) -> dict[str, Placement]:
+def placements(using: str = DEFAULT_BASE) -> dict[str, Placement]:
     """Map each distributed schema that has tables to the node that holds them."""
     _require_citus(using)
     with connections[using].cursor() as cursor:
@@ -163,7 +163,7 @@ def move_to_node(
     port: int,
     *,
     transfer_mode: str = "auto",
-    using: str = DEFAULT_DB_ALIAS,
+    using: str = DEFAULT_BASE,
 ) -> None:
     """Move the tenant ``schema``'s tables to the node ``host:port`` (``citus_schema_move``).
 
@@ -214,7 +214,7 @@ def move_to_node(
         )
 
 
-def clone_schema(template: str, name: str, using: str = DEFAULT_DB_ALIAS) -> None:
+def clone_schema(template: str, name: str, using: str = DEFAULT_BASE) -> None:
     """``schemata.clone_schema()`` for Citus: copy ``template`` as a plain schema, then (with
     schema-based sharding on) make it a distributed schema (``citus_schema_distribute``), in
     one transaction.

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import connections, transaction
 
 from schemata.conf import conf
-from schemata.databases import schema_name_problem
+from schemata.databases import DEFAULT_BASE, schema_name_problem
 from schemata.exceptions import SchemataError
 from schemata.moving import search_path
 
 
-def clone_schema(template: str, name: str, using: str = DEFAULT_DB_ALIAS) -> None:
+def clone_schema(template: str, name: str, using: str = DEFAULT_BASE) -> None:
     """Create the schema ``name`` as a copy of the migrated schema ``template``, rows included.
 
     Copies tables with their columns, defaults, identity columns and sequences (at the

@@ -11,6 +11,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+#: Django's DEFAULT_DB_ALIAS, the one name the package uses for it: importing it from django.db
+#: would load Django's database code into settings modules, which import this one.
 DEFAULT_BASE = "default"
 SCHEMA_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
 #: A host as Django accepts it in a request (django.http.request validates the same way),

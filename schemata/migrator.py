@@ -9,12 +9,13 @@ from io import StringIO
 from typing import Any
 
 from django.core.management import call_command
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 from django.db.models.signals import post_migrate
 
 from schemata.conf import conf
 from schemata.connections import release_idle_connections
+from schemata.databases import DEFAULT_BASE
 from schemata.marker import APP, digest, is_marker, write_marker
 from schemata.state import override
 from schemata.statecache import reusing_states
@@ -32,13 +33,13 @@ BATCH = 500
 def public_job(base: str) -> str:
     """How the ``public`` schema of the server ``base`` is named in jobs and output:
     ``public`` for ``default``'s, ``public@eu`` for the server of the alias ``eu``."""
-    return PUBLIC if base == DEFAULT_DB_ALIAS else f"{PUBLIC}@{base}"
+    return PUBLIC if base == DEFAULT_BASE else f"{PUBLIC}@{base}"
 
 
 def public_base(job: str) -> str | None:
     """The base alias of a ``public_job()`` name, or ``None`` for a tenant schema's."""
     if job == PUBLIC:
-        return DEFAULT_DB_ALIAS
+        return DEFAULT_BASE
     prefix, at, base = job.partition("@")
     return base if at and prefix == PUBLIC else None
 
@@ -177,7 +178,7 @@ def _lines(*streams: StringIO) -> tuple[str, ...]:
     return tuple(line for stream in streams for line in stream.getvalue().splitlines())
 
 
-def up_to_date_schemas(schemas: list[str], using: str = "default") -> set[str]:
+def up_to_date_schemas(schemas: list[str], using: str = DEFAULT_BASE) -> set[str]:
     """Return the schemas whose ``django_migrations`` holds every migration on disk and the
     marker that ``migrate`` finished there (``post_migrate`` included) with those migrations.
 
@@ -202,7 +203,7 @@ def up_to_date_schemas(schemas: list[str], using: str = "default") -> set[str]:
     return current
 
 
-def applied_migrations(schemas: Iterable[str], using: str = "default") -> dict[str, set[Key]]:
+def applied_migrations(schemas: Iterable[str], using: str = DEFAULT_BASE) -> dict[str, set[Key]]:
     """Map each schema that has a ``django_migrations`` table to the migrations it records
     (not counting the marker of ``migrate_schemata``)."""
     applied: dict[str, set[Key]] = {}

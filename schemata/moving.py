@@ -12,12 +12,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.apps import apps
-from django.db import DEFAULT_DB_ALIAS, connections, router, transaction
+from django.db import connections, router, transaction
 from django.db.migrations.graph import MigrationGraph
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 
 from schemata.conf import conf
+from schemata.databases import DEFAULT_BASE
 from schemata.exceptions import SchemataError
 from schemata.guard import build_guard, tenant_models
 
@@ -46,7 +47,7 @@ def move_apps(
     target: str,
     *,
     adopt: bool = False,
-    using: str = DEFAULT_DB_ALIAS,
+    using: str = DEFAULT_BASE,
 ) -> list[str]:
     """Move the tables of the apps ``labels`` from ``source`` to ``target`` and return what
     was done, a line per step.
@@ -166,7 +167,7 @@ def _refuse_unapplied(
 
 def _belongs(schema: str, label: str) -> bool:
     """Whether ``label``'s tables are migrated in ``schema`` (not merely recorded)."""
-    return router.allow_migrate(DEFAULT_DB_ALIAS if schema == PUBLIC else schema, label)
+    return router.allow_migrate(DEFAULT_BASE if schema == PUBLIC else schema, label)
 
 
 def _record(

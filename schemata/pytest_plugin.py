@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     from django.conf import settings
 
-    from schemata.databases import SchemataDatabases
+    from schemata.databases import DEFAULT_BASE, SchemataDatabases
 
     # Without Django's settings (pytest run outside a project), or before expand_databases()
     # is in them (schemata.E001 says so), there is nothing to add.
@@ -61,7 +61,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     from schemata.testing import schema_servers
 
     servers = schema_servers()
-    if servers == ["default"]:
+    if servers == [DEFAULT_BASE]:
         return
     for item in items:
         marker = item.get_closest_marker("django_db")
@@ -72,7 +72,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         databases = wanted.get("databases")
         if databases == "__all__":
             continue
-        wanted["databases"] = sorted({*(databases or ["default"]), *servers})
+        wanted["databases"] = sorted({*(databases or [DEFAULT_BASE]), *servers})
         if marker is None and fixtures & TRANSACTIONAL_FIXTURES:
             wanted["transaction"] = True
         # First: the closest marker is the one pytest-django reads.

@@ -220,7 +220,7 @@ class Registry:
 
 
 def _database() -> str:
-    return str(dict.__getitem__(conf.databases, DEFAULT_BASE).get("NAME"))
+    return str(conf.databases[DEFAULT_BASE].get("NAME"))
 
 
 def _snapshot_of(rows: list[Any] | None) -> Snapshot:

@@ -67,5 +67,5 @@ def _server(alias: str) -> tuple[Any, ...]:
     """Identify the physical database behind ``alias``."""
     databases = conf.databases
     schema = databases.schemas.get(alias)
-    settings = dict.get(databases, schema.base if schema else alias) or {}
+    settings = databases.get(schema.base if schema else alias) or {}
     return (settings.get("HOST"), settings.get("PORT"), settings.get("NAME"))

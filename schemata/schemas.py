@@ -6,10 +6,10 @@ from typing import Any
 
 from django.db import connections
 
-from schemata.databases import RESERVED_SCHEMAS, application_name
+from schemata.databases import DEFAULT_BASE, RESERVED_SCHEMAS, application_name
 
 
-def existing_schemas(using: str = "default") -> set[str]:
+def existing_schemas(using: str = DEFAULT_BASE) -> set[str]:
     """Return the names of the user schemas that exist in ``using``'s database."""
     with connections[using].cursor() as cursor:
         cursor.execute(
@@ -20,7 +20,7 @@ def existing_schemas(using: str = "default") -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
-def extension_schemas(using: str = "default") -> set[str]:
+def extension_schemas(using: str = DEFAULT_BASE) -> set[str]:
     """Return the schemas that an extension created (and drops with itself): no tenant's."""
     with connections[using].cursor() as cursor:
         # What an extension's script creates depends on the extension (deptype 'e'), which
@@ -33,7 +33,7 @@ def extension_schemas(using: str = "default") -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
-def create_schema(name: str, using: str = "default") -> bool:
+def create_schema(name: str, using: str = DEFAULT_BASE) -> bool:
     """Create the schema ``name`` unless it exists; return whether it was created."""
     connection = connections[using]
     with connection.cursor() as cursor:
@@ -51,7 +51,7 @@ def tenant_tables() -> dict[str, str]:
     return {model._meta.db_table: model._meta.app_label for model in tenant_models()}
 
 
-def public_leftovers(using: str = "default") -> dict[str, str]:
+def public_leftovers(using: str = DEFAULT_BASE) -> dict[str, str]:
     """Tenant-app tables found in ``public``: a schema lacking its own would read these."""
     tables = tenant_tables()
     with connections[using].cursor() as cursor:
@@ -64,7 +64,7 @@ def public_leftovers(using: str = "default") -> dict[str, str]:
         return {row[0]: tables[row[0]] for row in cursor.fetchall()}
 
 
-def misplaced_extensions(using: str = "default") -> dict[str, str]:
+def misplaced_extensions(using: str = DEFAULT_BASE) -> dict[str, str]:
     """Map each extension installed in a tenant schema to that schema."""
     from schemata.conf import conf
 
@@ -78,7 +78,7 @@ def misplaced_extensions(using: str = "default") -> dict[str, str]:
         return dict(cursor.fetchall())
 
 
-def server_connections(using: str = "default") -> int:
+def server_connections(using: str = DEFAULT_BASE) -> int:
     """How many connections the server takes from clients other than superusers."""
     with connections[using].cursor() as cursor:
         cursor.execute(

@@ -20,11 +20,11 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import connections, transaction
 
 from schemata.conf import conf
 from schemata.connections import release_idle_connections
-from schemata.databases import base_problem
+from schemata.databases import DEFAULT_BASE, base_problem
 from schemata.exceptions import SchemataError, UnknownSchema
 from schemata.registry import BUMP_SQL, all_schemas, registry
 from schemata.schemas import end_sessions
@@ -229,9 +229,9 @@ def _libpq_env(alias: str) -> dict[str, str]:
 def _register(name: str, target: str) -> None:
     from schemata.models import Tenant
 
-    with transaction.atomic(using=DEFAULT_DB_ALIAS):
-        Tenant.objects.using(DEFAULT_DB_ALIAS).filter(schema_name=name).update(database=target)
-        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+    with transaction.atomic(using=DEFAULT_BASE):
+        Tenant.objects.using(DEFAULT_BASE).filter(schema_name=name).update(database=target)
+        with connections[DEFAULT_BASE].cursor() as cursor:
             cursor.execute(BUMP_SQL)
 
 

@@ -29,7 +29,7 @@ from psycopg.pq import TransactionStatus
 
 from schemata.conf import conf
 from schemata.connections import SchemataConnectionHandler
-from schemata.databases import Schema, bases
+from schemata.databases import DEFAULT_BASE, Schema, bases
 from schemata.exceptions import SchemaUnavailable
 from schemata.schemas import existing_schemas
 from schemata.state import activate, get_schema, reset
@@ -290,7 +290,7 @@ class _SchemaServers:
     settings are loaded."""
 
     def __get__(self, instance: object, owner: type) -> set[str]:
-        return {"default", *schema_servers()}
+        return {DEFAULT_BASE, *schema_servers()}
 
 
 class SchemataTestMixin:

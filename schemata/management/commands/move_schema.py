@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from schemata.databases import DEFAULT_BASE
 from schemata.exceptions import SchemataError
 from schemata.servers import move_schema
 
@@ -59,5 +60,5 @@ class Command(BaseCommand):
             )
         self.stdout.write(
             f"Once you no longer need it: manage.py manage_schemata --drop {moved.old_copy}"
-            + (f" --database {moved.source}" if moved.source != "default" else "")
+            + (f" --database {moved.source}" if moved.source != DEFAULT_BASE else "")
         )

@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from schemata.conf import conf
-from schemata.databases import Schema
+from schemata.databases import DEFAULT_BASE, Schema
 from schemata.exceptions import SchemataError
 from schemata.registry import registry
 from schemata.tenants import add_domain, create_tenant, delete_tenant, remove_domain
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         )
         add.add_argument(
             "--database",
-            default="default",
+            default=DEFAULT_BASE,
             metavar="ALIAS",
             help="The DATABASES alias of the server to create it on (default: default).",
         )
