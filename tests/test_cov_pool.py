@@ -410,3 +410,19 @@ def test_a_forked_child_giving_back_an_inherited_connection_leaves_it_open(
         pool.release(alpha, "db:alpha")
     finally:
         _pools.pop("forked").close()
+
+
+def test_a_connection_given_back_to_a_pool_that_never_counted_it_is_closed(
+    params: dict[str, Any],
+) -> None:
+    # A wrapper that kept its connection across a settings change gives it back to the pool
+    # made anew since, which does not count it.
+    old = SchemaPool("default", max_size=1, timeout=1, move=True)
+    alpha = acquire(old, params, "alpha")
+    new = SchemaPool("default", max_size=1, timeout=1, move=True)
+
+    new.release(alpha, "db:alpha")
+
+    assert alpha.closed
+    assert (new.size, new.stats.discarded) == (0, 1)
+    old.close()
