@@ -73,20 +73,26 @@ def test_at_the_cap_without_moves_the_least_recent_idle_connection_is_replaced(
     pool.close()
 
 
-def test_a_connection_the_server_ended_is_replaced_instead_of_moved(
-    params: dict[str, Any],
+# Idle, and wanted by another schema: replaced instead of moved. Parked by another thread on
+# the wanted schema, at the cap: replaced instead of handed out.
+@pytest.mark.parametrize(("parked", "wanted"), [(False, "beta"), (True, "alpha")])
+def test_a_connection_the_server_ended_is_replaced(
+    params: dict[str, Any], parked: bool, wanted: str
 ) -> None:
     pool = SchemaPool("default", max_size=1, timeout=1, move=True)
     alpha = acquire(pool, params, "alpha")
-    pool.release(alpha, "db:alpha")
+    if parked:
+        assert pool.park(alpha, "db:alpha", owner=object())
+    else:
+        pool.release(alpha, "db:alpha")
     terminate(alpha)
 
-    beta = acquire(pool, params, "beta")
+    again = acquire(pool, params, wanted)
 
-    assert beta is not alpha
-    assert schema_of(beta) == "beta"
-    assert (pool.stats.moved, pool.stats.discarded, pool.size) == (0, 1, 1)
-    pool.release(beta, "db:beta")
+    assert again is not alpha
+    assert schema_of(again) == wanted
+    assert (pool.stats.moved, pool.stats.discarded, pool.stats.opened, pool.size) == (0, 1, 2, 1)
+    pool.release(again, f"db:{wanted}")
     pool.close()
 
 
@@ -369,23 +375,6 @@ def test_at_the_cap_a_parked_connection_on_the_schema_beats_moving_an_idle_one(
 
     assert again is alpha
     assert (pool.stats.moved, pool.stats.kept) == (0, 1)
-    pool.release(again, "db:alpha")
-    pool.close()
-
-
-def test_at_the_cap_a_parked_connection_the_server_ended_is_replaced(
-    params: dict[str, Any],
-) -> None:
-    pool = SchemaPool("default", max_size=1, timeout=1, move=True)
-    alpha = acquire(pool, params, "alpha")
-    assert pool.park(alpha, "db:alpha", owner=object())
-    terminate(alpha)
-
-    again = acquire(pool, params, "alpha")
-
-    assert again is not alpha
-    assert schema_of(again) == "alpha"
-    assert (pool.size, pool.stats.discarded, pool.stats.opened) == (1, 1, 2)
     pool.release(again, "db:alpha")
     pool.close()
 
