@@ -244,7 +244,12 @@ def _worker_main(
     django.setup()
     # Follow the parent's database names (the test runner renames them).
     for alias, name in names.items():
-        dict.__getitem__(settings.DATABASES, alias)["NAME"] = name
+        settings.DATABASES[alias]["NAME"] = name
+    _serve(pipe)
+
+
+def _serve(pipe: Connection) -> None:
+    """Run the jobs the parent sends until it sends ``None`` or its end of the pipe closes."""
     while True:
         try:
             task = pipe.recv()

@@ -251,3 +251,27 @@ def test_parallel_runs_need_the_settings_module_by_name(monkeypatch: pytest.Monk
         "(settings.configure() cannot reach them): set it, or run without --parallel."
     )
     assert "Summary" not in out.getvalue()
+
+
+def applied(schema: str, options: dict[str, Any]) -> Outcome:
+    """A job that succeeds at once."""
+    return Outcome(schema, Status.APPLIED)
+
+
+def test_a_worker_stops_when_the_parent_closes_its_end_of_the_pipe() -> None:
+    from schemata.workers import _serve
+
+    parent_end, child_end = multiprocessing.Pipe()
+    returned: list[bool] = []
+    worker = threading.Thread(
+        target=lambda: returned.append(_serve(child_end) is None), daemon=True
+    )
+    worker.start()
+    parent_end.send(("tests.test_workers.applied", "t00", {}))
+    outcome = parent_end.recv()
+
+    parent_end.close()  # a parent that died, or gave up, without saying goodbye
+    worker.join(timeout=5)
+
+    assert (outcome.schema, outcome.status) == ("t00", Status.APPLIED)
+    assert returned == [True]  # it returned, instead of raising EOFError
