@@ -263,9 +263,12 @@ def test_a_worker_stops_when_the_parent_closes_its_end_of_the_pipe() -> None:
 
     parent_end, child_end = multiprocessing.Pipe()
     returned: list[bool] = []
-    worker = threading.Thread(
-        target=lambda: returned.append(_serve(child_end) is None), daemon=True
-    )
+
+    def serve() -> None:
+        _serve(child_end)
+        returned.append(True)
+
+    worker = threading.Thread(target=serve, daemon=True)
     worker.start()
     parent_end.send(("tests.test_workers.applied", "t00", {}))
     outcome = parent_end.recv()
