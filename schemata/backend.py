@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg.pq import TransactionStatus
 
 from schemata.conf import conf
 from schemata.databases import GUARD_SCHEMA, Schema
@@ -227,8 +228,6 @@ class _SchemaWrapperMixin:
 
     def schemata_park(self) -> bool:
         """Keep this wrapper's connection until its next use (the end of a request)."""
-        from psycopg.pq import TransactionStatus
-
         key = self._schemata_key
         connection = self.connection
         if (
@@ -236,7 +235,8 @@ class _SchemaWrapperMixin:
             or connection is None
             or self._schemata_parked
             or self.in_atomic_block
-            or connection.info.transaction_status != TransactionStatus.IDLE
+            # pgconn's: connection.info makes an object on every read.
+            or connection.pgconn.transaction_status != TransactionStatus.IDLE
         ):
             return False
         # A token per parking: the connection may come back to this pool, and be parked by

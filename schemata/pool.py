@@ -325,7 +325,7 @@ class SchemaPool:
     def release(self, connection: Connection[Any], key: str | None) -> None:
         """Take back ``connection``, last on ``key`` (``None``: unknown path)."""
         usable = not connection.closed and not connection.broken
-        if usable and connection.info.transaction_status != TransactionStatus.IDLE:
+        if usable and connection.pgconn.transaction_status != TransactionStatus.IDLE:
             try:
                 connection.rollback()
             except pg_errors.Error:
