@@ -12,7 +12,6 @@ from asgiref.sync import async_to_sync
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
 from django.core.management import call_command
-from django.core.management.base import SystemCheckError
 from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 
@@ -21,6 +20,7 @@ from schemata.auth.backends import MembershipBackend
 from schemata.auth.models import Membership
 from schemata.sessions import SCHEMA_SESSION_KEY
 from tests.conftest import drop_fresh, forget_schema_connections
+from tests.test_checks import check_output
 from tests.test_commands_migrate import run
 
 SHARED = ["contenttypes", "auth", "sessions"]
@@ -255,14 +255,6 @@ class TestSessionEngines:
             assert async_to_sync(read)(key) == ["alpha's"]
         with schemata.override("beta"):
             assert async_to_sync(read)(key) is None
-
-
-def check_output() -> str:
-    try:
-        call_command("check")
-    except SystemCheckError as error:
-        return str(error)
-    return ""
 
 
 @pytest.mark.django_db

@@ -15,9 +15,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 
 
 def check_output() -> str:
-    with pytest.raises(SystemCheckError) as excinfo:
+    """What ``manage.py check`` reports as errors ("" when it passes)."""
+    try:
         call_command("check")
-    return str(excinfo.value)
+    except SystemCheckError as error:
+        return str(error)
+    return ""
 
 
 def test_the_test_settings_pass_every_check() -> None:

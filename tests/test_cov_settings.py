@@ -8,25 +8,16 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
-from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from schemata import expand_databases
 from schemata.auth.models import Membership
 from schemata.models import Domain, Tenant
+from tests.test_checks import check_output
 
 pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 
 BASE: dict[str, Any] = {"ENGINE": "django.db.backends.postgresql", "NAME": "app"}
-
-
-def check_output() -> str:
-    try:
-        call_command("check")
-    except SystemCheckError as error:
-        return str(error)
-    return ""
 
 
 def test_schemata_domains_that_is_not_a_dict_counts_as_other_domains() -> None:
