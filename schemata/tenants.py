@@ -12,11 +12,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import IntegrityError, connections, transaction
 
 from schemata.conf import conf
 from schemata.connections import release_idle_connections
 from schemata.databases import (
+    DEFAULT_BASE,
     Schema,
     base_problem,
     domain_problem,
@@ -27,15 +28,13 @@ from schemata.exceptions import SchemataError, UnknownSchema
 from schemata.registry import BUMP_SQL, all_schemas, registry
 from schemata.schemas import end_sessions
 
-BASE = DEFAULT_DB_ALIAS
-
 
 def create_tenant(
     domain: str | Iterable[str],
     schema_name: str,
     template: str | None = None,
     *,
-    database: str = BASE,
+    database: str = DEFAULT_BASE,
     **config: Any,
 ) -> Schema:
     """Create the schema ``schema_name`` (a copy of ``template``, else migrated) on the server
@@ -69,15 +68,15 @@ def create_tenant(
     else:
         _create_migrated(name, database)
     try:
-        with transaction.atomic(using=BASE), transaction.atomic(using=database):
+        with transaction.atomic(using=DEFAULT_BASE), transaction.atomic(using=database):
             if template is not None:
                 from schemata.cloning import clone_schema
 
                 clone_schema(template, name, using=database)
-            tenant = Tenant.objects.using(BASE).create(
+            tenant = Tenant.objects.using(DEFAULT_BASE).create(
                 schema_name=name, database=database, config=config
             )
-            Domain.objects.using(BASE).bulk_create(
+            Domain.objects.using(DEFAULT_BASE).bulk_create(
                 [Domain(domain=host, tenant=tenant) for host in hosts]
             )
             _bump()
@@ -113,8 +112,8 @@ def delete_tenant(schema_name: str) -> None:
     # This thread's connections on it go back to the pool first, to be ended with the rest.
     release_idle_connections()
     try:
-        with transaction.atomic(using=BASE):
-            tenant = Tenant.objects.using(BASE).filter(schema_name=schema_name).first()
+        with transaction.atomic(using=DEFAULT_BASE):
+            tenant = Tenant.objects.using(DEFAULT_BASE).filter(schema_name=schema_name).first()
             if tenant is None:
                 raise UnknownSchema(f"No tenant registered at run time is called {schema_name!r}.")
             tenant.delete()
@@ -136,10 +135,10 @@ def add_domain(schema_name: str, domain: str) -> Schema:
     if host in conf.databases.domains:
         raise SchemataError(f"{host!r} is listed in SCHEMATA_DOMAINS already.")
     with _changing(f"{host!r} serves another tenant already."):
-        tenant = Tenant.objects.using(BASE).filter(schema_name=schema_name).first()
+        tenant = Tenant.objects.using(DEFAULT_BASE).filter(schema_name=schema_name).first()
         if tenant is None:
             raise _not_runtime(schema_name)
-        Domain.objects.using(BASE).create(domain=host, tenant=tenant)
+        Domain.objects.using(DEFAULT_BASE).create(domain=host, tenant=tenant)
     return _registered(schema_name)
 
 
@@ -153,10 +152,11 @@ def remove_domain(domain: str) -> Schema:
     if host in conf.databases.domains:
         raise SchemataError(f"{host!r} is listed in SCHEMATA_DOMAINS: remove it there.")
     with _changing(f"{host!r} changed meanwhile."):
-        row = Domain.objects.using(BASE).select_related("tenant").filter(domain=host).first()
+        domains = Domain.objects.using(DEFAULT_BASE)
+        row = domains.select_related("tenant").filter(domain=host).first()
         if row is None:
             raise SchemataError(f"No run-time tenant is served at {host!r}.")
-        if not Domain.objects.using(BASE).filter(tenant=row.tenant).exclude(pk=row.pk).exists():
+        if not domains.filter(tenant=row.tenant).exclude(pk=row.pk).exists():
             raise SchemataError(
                 f"{host!r} is the last domain of {row.tenant.schema_name!r}: add another first, "
                 f"or delete the tenant."
@@ -170,7 +170,7 @@ def _changing(clash: str) -> Iterator[None]:
     """A transaction that changes the registry and bumps its revision; a unique constraint
     violated (by another process, say) raises ``SchemataError(clash)``."""
     try:
-        with transaction.atomic(using=BASE):
+        with transaction.atomic(using=DEFAULT_BASE):
             yield
             _bump()
     except IntegrityError as exc:
@@ -187,7 +187,7 @@ def _enabled() -> None:
 
 
 def _bump() -> None:
-    with connections[BASE].cursor() as cursor:
+    with connections[DEFAULT_BASE].cursor() as cursor:
         cursor.execute(BUMP_SQL)
 
 
@@ -235,7 +235,7 @@ def _free_name(name: object, database: str) -> str:
         raise SchemataError(f"{name!r} is a database alias in DATABASES: choose another name.")
     if name in dict.keys(databases.schemas):
         raise SchemataError(f"SCHEMATA_DOMAINS already has the schema {name!r}.")
-    if Tenant.objects.using(BASE).filter(schema_name=name).exists():
+    if Tenant.objects.using(DEFAULT_BASE).filter(schema_name=name).exists():
         raise SchemataError(f"A tenant called {name!r} exists already.")
     with connections[database].cursor() as cursor:
         cursor.execute("SELECT to_regnamespace(%s) IS NOT NULL", [name])
@@ -253,7 +253,7 @@ def _check_free_host(host: str) -> None:
     if host in conf.databases.domains:
         raise SchemataError(f"{host!r} is listed in SCHEMATA_DOMAINS already.")
     taken = (
-        Domain.objects.using(BASE)
+        Domain.objects.using(DEFAULT_BASE)
         .filter(domain=host)
         .values_list("tenant__schema_name", flat=True)
     )

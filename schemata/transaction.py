@@ -6,10 +6,11 @@ from collections.abc import Callable
 from contextlib import ContextDecorator
 from typing import Any, TypeVar, overload
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from schemata.conf import conf
+from schemata.databases import DEFAULT_BASE
 from schemata.exceptions import NoActiveSchema
 from schemata.state import get_current_schema
 
@@ -26,7 +27,7 @@ def get_alias() -> str:
             "No schema is active and SCHEMATA_STRICT is on: activate one with "
             "schemata.activate() or schemata.override(), or pass the alias explicitly."
         )
-    return DEFAULT_DB_ALIAS
+    return DEFAULT_BASE
 
 
 def get_connection() -> BaseDatabaseWrapper:

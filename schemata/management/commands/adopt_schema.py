@@ -3,9 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import transaction
 
 from schemata.conf import conf
+from schemata.databases import DEFAULT_BASE
 from schemata.moving import PUBLIC, MoveRefused, move_apps
 from schemata.schemas import public_leftovers
 
@@ -36,9 +37,9 @@ class Command(BaseCommand):
         if not labels:
             raise CommandError("public has no table of a tenant app: nothing to adopt.")
         try:
-            with transaction.atomic(using=DEFAULT_DB_ALIAS):
+            with transaction.atomic(using=DEFAULT_BASE):
                 lines = move_apps(labels, PUBLIC, schema, adopt=True)
-                transaction.set_rollback(dry_run, using=DEFAULT_DB_ALIAS)
+                transaction.set_rollback(dry_run, using=DEFAULT_BASE)
         except MoveRefused as exc:
             raise CommandError(str(exc)) from exc
         for line in lines:

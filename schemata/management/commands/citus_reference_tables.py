@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS
 
 from schemata.citus import CitusError, make_reference_tables, shared_tables
+from schemata.databases import DEFAULT_BASE
 
 
 class Command(BaseCommand):
@@ -19,7 +19,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--database",
-            default=DEFAULT_DB_ALIAS,
+            default=DEFAULT_BASE,
             help="The base database alias (default: 'default').",
         )
 

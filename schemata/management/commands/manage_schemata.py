@@ -3,11 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
 
 from schemata.cloning import clone_schema
 from schemata.conf import conf
-from schemata.databases import base_problem, bases
+from schemata.databases import DEFAULT_BASE, base_problem, bases
 from schemata.exceptions import SchemataError
 from schemata.registry import all_schemas
 from schemata.schemas import (
@@ -44,7 +44,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--database",
-            default=DEFAULT_DB_ALIAS,
+            default=DEFAULT_BASE,
             metavar="ALIAS",
             help="With --drop: the DATABASES alias of the server to drop it on (default: "
             "default).",
@@ -74,7 +74,7 @@ class Command(BaseCommand):
         template = schemas.get(clone_from) if clone_from else None
         for base in bases(conf.databases, schemas.values()):
             # Said only when the project has several servers: one would always be 'default'.
-            on = "" if base == DEFAULT_DB_ALIAS else f" (database {base!r})"
+            on = "" if base == DEFAULT_BASE else f" (database {base!r})"
             present = existing_schemas(base)
             members = [name for name, schema in schemas.items() if schema.base == base]
             for name in members:
@@ -125,7 +125,7 @@ class Command(BaseCommand):
         if problem:
             raise CommandError(f"--database: {problem}")
         if name not in existing_schemas(database):
-            where = "" if database == DEFAULT_DB_ALIAS else f" on {database!r}"
+            where = "" if database == DEFAULT_BASE else f" on {database!r}"
             raise CommandError(f"There is no schema {name!r} to drop{where}.")
         if dry_run:
             self.stdout.write(f"{name}: would be dropped")

@@ -6,11 +6,10 @@ from typing import Any
 from django.apps import apps
 from django.core.management.base import CommandError, CommandParser
 from django.core.management.commands.migrate import Command as MigrateCommand
-from django.db import DEFAULT_DB_ALIAS
 from django.db.migrations.loader import MigrationLoader
 
 from schemata.conf import conf
-from schemata.databases import bases
+from schemata.databases import DEFAULT_BASE, bases
 from schemata.guard import build_guard
 from schemata.management.base import SchemaCommand
 from schemata.migrator import (
@@ -60,7 +59,7 @@ class Command(SchemaCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["database"] != DEFAULT_DB_ALIAS:
+        if options["database"] != DEFAULT_BASE:
             raise CommandError(
                 "migrate_schemata runs each schema on its own alias: choose schemas with "
                 "--schema NAME instead of --database."

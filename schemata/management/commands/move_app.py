@@ -4,8 +4,8 @@ from typing import Any
 
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS
 
+from schemata.databases import DEFAULT_BASE
 from schemata.moving import PUBLIC, MoveRefused, move_apps
 from schemata.registry import all_schemas
 
@@ -66,7 +66,7 @@ class Command(BaseCommand):
                 list(dict.fromkeys(app_labels)),
                 source,
                 target,
-                using=servers.pop() if servers else DEFAULT_DB_ALIAS,
+                using=servers.pop() if servers else DEFAULT_BASE,
             )
         except MoveRefused as exc:
             raise CommandError(str(exc)) from exc

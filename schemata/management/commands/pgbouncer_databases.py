@@ -4,10 +4,9 @@ import re
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS
 
 from schemata.conf import conf
-from schemata.databases import search_path_of
+from schemata.databases import DEFAULT_BASE, search_path_of
 from schemata.registry import all_schemas
 
 #: Database names PgBouncer's ini parser takes as they are.
@@ -26,7 +25,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--database",
-            default=DEFAULT_DB_ALIAS,
+            default=DEFAULT_BASE,
             metavar="ALIAS",
             help="The base alias whose schemas to list (default: 'default').",
         )

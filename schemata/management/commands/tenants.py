@@ -109,7 +109,7 @@ class Command(BaseCommand):
 
 def _on(schema: Schema) -> str:
     """Where ``schema`` lives, when not on ``default``."""
-    return "" if schema.base == "default" else f", database {schema.base!r}"
+    return "" if schema.base == DEFAULT_BASE else f", database {schema.base!r}"
 
 
 def _pair(item: str) -> tuple[str, Any]:
