@@ -37,27 +37,13 @@ MEMORY_SQL = "SELECT sum(total_bytes) FROM pg_backend_memory_contexts"
 POOL_SIZE = 10
 
 
-def connection_params(database: str | None = None) -> dict[str, Any]:
-    import environ
-
-    config = environ.Env.db_url_config(os.environ["DATABASE_URL"])
-    params = {
-        "dbname": database or config["NAME"],
-        "user": config.get("USER") or None,
-        "password": config.get("PASSWORD") or None,
-        "host": config.get("HOST") or None,
-        "port": config.get("PORT") or None,
-    }
-    return {key: value for key, value in params.items() if value}
-
-
 def create_database(name: str, schemas: int, tables: int) -> None:
-    import psycopg
+    from benchmarks.migrations import connect
 
-    with psycopg.connect(**connection_params(), autocommit=True) as admin:
+    with connect() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
-    with psycopg.connect(**connection_params(name), autocommit=True) as conn:
+    with connect(name) as conn:
         for i in range(schemas):
             statements = [f"CREATE SCHEMA t{i}"]
             for j in range(tables):
@@ -75,18 +61,16 @@ def run(
 ) -> list[tuple[float, float]]:
     """Serve ``sequence`` with a new pool; (us per request, MiB per server process) per
     quarter."""
-    import psycopg
-
+    from benchmarks.migrations import connect
     from schemata.pool import SchemaPool
 
     pool = SchemaPool("bench", max_size=POOL_SIZE, timeout=5, move=True)
     if not slots:  # the pool before slots: the oldest idle connection moves
         pool._in_slot = lambda connections, key: next(iter(connections))  # type: ignore[method-assign]
-    params = connection_params(name)
     rng = random.Random(1)
 
     def open_new() -> Any:
-        return psycopg.connect(**params)
+        return connect(name)
 
     def verify(connection: Any, resolved: list[str]) -> None:
         pass  # every schema exists; the tests check paths
@@ -128,13 +112,14 @@ def main() -> None:
 
     import psycopg
 
+    from benchmarks.migrations import connect
     from benchmarks.report import cpu_model, markdown_table
 
     name = f"schemata_affinity_{os.getpid()}"
     print(f"creating {args.schemas} schemas of {args.tables} tables...", file=sys.stderr)
     create_database(name, args.schemas, args.tables)
     try:
-        with psycopg.connect(**connection_params(name)) as conn:
+        with connect(name) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
         print(
             f"Python {platform.python_version()}, psycopg {psycopg.__version__}, PostgreSQL "
@@ -163,7 +148,7 @@ def main() -> None:
         print("\n".join(markdown_table(table)))
         print("\n(two runs each, in the order they ran)")
     finally:
-        with psycopg.connect(**connection_params(), autocommit=True) as admin:
+        with connect() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
