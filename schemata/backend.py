@@ -5,7 +5,9 @@ PostGIS, a project's own), so everything the engine does is kept. What changes:
 
 - ``get_new_connection`` borrows from the base database's pool (``schemata/pool.py``) instead
   of connecting, and ``_close`` gives back instead of closing;
-- the search path is verified when a connection is opened or moved, not on every hand-out;
+- the search path is verified when a connection is opened or moved, not on every hand-out; a
+  moved connection's cursors carry the move in front of its next statement
+  (``schemata/paths.py``), and ``create_cursor`` moves it first for a named cursor;
 - introspection lists the schema's own tables only.
 
 Django calls these two methods, ``init_connection_state`` and ``pool`` from ``connect()`` and
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
@@ -26,11 +29,13 @@ from psycopg.pq import TransactionStatus
 from schemata.conf import conf
 from schemata.databases import GUARD_SCHEMA, Schema
 from schemata.exceptions import SchemaUnavailable
+from schemata.paths import Move, PathServerCursor, path_cursor, settle
 from schemata.pool import SchemaPool, get_pool
 
 #: What a schema wrapper overrides or relies on in Django's PostgreSQL wrapper.
 REQUIRED = (
     "get_new_connection",
+    "create_cursor",
     "_close",
     "init_connection_state",
     "pool",
@@ -93,6 +98,7 @@ class _SchemaWrapperMixin:
         self._schemata_path = databases.search_path(self.alias)
         self._schemata_pool: SchemaPool | None = None
         self._schemata_params: dict[str, Any] | None = None
+        self._schemata_move: Move | None = None
         self._schemata_opened = False
         if conf.ATOMIC_GUARD:
             self.execute_wrappers.append(atomic_guard)
@@ -112,14 +118,18 @@ class _SchemaWrapperMixin:
         self.schema = schema
         self._schemata_path = path
         self._schemata_params = None
+        self._schemata_move = None
         self.queries_log.clear()
         return True
 
     def get_connection_params(self) -> dict[str, Any]:
         # Built on every connect() by Django, but used only when the pool opens a connection.
-        if self._schemata_params is None:
-            self._schemata_params = super().get_connection_params()  # type: ignore[misc]
-        return dict(self._schemata_params)
+        params = self._schemata_params
+        if params is None:
+            params = self._schemata_params = super().get_connection_params()  # type: ignore[misc]
+            # Its cursors carry a pending move in front of their statements.
+            params["cursor_factory"] = path_cursor(params["cursor_factory"])
+        return dict(params)
 
     def init_connection_state(self) -> None:
         # A connection from the pool keeps the session state (time zone, role) it was given
@@ -163,24 +173,34 @@ class _SchemaWrapperMixin:
 
         opener = super().get_new_connection  # type: ignore[misc]
         options = self.settings_dict["OPTIONS"]
-        path = self._schemata_path
         # A search path given in the alias's own options (a test's settings, say) is the one a
         # new connection keeps: it is kept for a schema only on that path, and not moved.
         opened_on = str(conn_params.get("options", "")).rpartition("search_path=")[2]
         database = self.settings_dict["NAME"]
-        key = f"{database}:{path}"
+        move = self._schemata_move
+        if move is None:
+            path = self._schemata_path
+            shared = [GUARD_SCHEMA] if conf.SHARED_APPS else []
+            move = self._schemata_move = Move(
+                key=f"{database}:{path}",
+                path=path,
+                application_name=options["application_name"],
+                expected=[self.schema.name, *shared],
+                # Not a closure over the wrapper: a spare wrapper is one nothing refers to.
+                verify=partial(verify_path, self.schema, self.alias, database),
+            )
+        key = move.key
         opened: list[str] = []
 
         def open_new() -> Any:
-            opened.append(f"{database}:{opened_on.split()[0] if opened_on else path}")
-            return opener(conn_params)
+            opened.append(f"{database}:{opened_on.split()[0] if opened_on else move.path}")
+            connection = opener(conn_params)
+            connection.server_cursor_factory = PathServerCursor
+            return connection
 
         connection = self.schemata_pool().acquire(
-            key,
+            move,
             open_new=open_new,
-            verify=lambda conn, resolved: verify_path(self, resolved),
-            path=path,
-            application_name=options["application_name"],
             reclaim=lambda: reclaim_idle(except_alias=self.alias),
             health_check=bool(self.settings_dict.get("CONN_HEALTH_CHECKS")),
             # With a database per schema (PgBouncer's connect_query sets the path) a session
@@ -204,6 +224,12 @@ class _SchemaWrapperMixin:
         if connection.isolation_level != wanted:
             connection.isolation_level = wanted
         return connection
+
+    def create_cursor(self, name: str | None = None) -> Any:
+        if name is not None:
+            # A named cursor declares its query in a statement of its own: move first.
+            settle(self.connection)
+        return super().create_cursor(name)  # type: ignore[misc]
 
     def ensure_connection(self) -> None:
         # Every use of the connection goes through here (cursors, transactions, autocommit):
@@ -257,14 +283,13 @@ class _SchemaWrapperMixin:
             self.schemata_pool().release(connection, key)
 
 
-def verify_path(wrapper: Any, resolved: list[str]) -> None:
-    """Refuse a connection whose search path does not resolve to its schema (and the guard)."""
-    schema = wrapper.schema
+def verify_path(schema: Schema, alias: str, database: str, resolved: list[str]) -> None:
+    """Refuse a connection whose search path does not resolve to ``schema`` (and the guard):
+    ``resolved`` is ``current_schemas(false)``, read on it."""
     current = resolved[0] if resolved else None
-    database = wrapper.settings_dict["NAME"]
     if current != schema.name:
         raise SchemaUnavailable(
-            f"The schema {schema.name!r} (database alias {wrapper.alias!r}) does not exist "
+            f"The schema {schema.name!r} (database alias {alias!r}) does not exist "
             f"in database {database!r} or its role may not use it "
             f"(current_schema() is {current!r}). Create it with "
             f"'python manage.py manage_schemata', or grant USAGE on it."

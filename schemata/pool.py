@@ -14,9 +14,9 @@ A connection is handed out, in order of preference:
    left on the schema it last served, like a cache of the busiest schemas;
 3. at the cap, parked by another thread between two of its requests (see ``park``) and on the
    wanted schema: no statement either;
-4. idle on another schema (at the cap with none idle: parked by another thread): moved with one
-   round trip that sets the search path and reads ``current_schemas()`` back to verify it, only
-   ever between transactions (a rollback cannot undo a session setting made outside one). Each
+4. idle on another schema (at the cap with none idle: parked by another thread): moved, with
+   the check that the path resolves to the schema, in front of its next statement, in the same
+   round trip (``schemata/paths.py``). Each
    connection has a slot, and each schema the slot its name hashes to: the connection of the
    schema's slot is moved if it is free, else the least recently used. A server process keeps
    the catalog entries of every table it has read, for good: with slots, each of the pool's
@@ -47,12 +47,7 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
 from schemata.exceptions import ConnectionPoolExhausted
-
-#: Moves a connection to another schema and reads back the path as resolved, in one trip.
-MOVE_SQL = (
-    "SELECT current_schemas(false) FROM set_config('search_path', %s, false) AS p, "
-    "set_config('application_name', %s, false) AS a"
-)
+from schemata.paths import MOVE_SQL, Move, settle
 
 
 @dataclass
@@ -60,7 +55,7 @@ class Stats:
     """What a pool did, for tests and benchmarks."""
 
     kept: int = 0  # handed out on the schema it was already on: no statement
-    moved: int = 0  # moved from another schema: one statement
+    moved: int = 0  # handed out to another schema: moved with its next statement
     opened: int = 0  # newly opened
     discarded: int = 0  # found broken, or evicted
     waited: int = 0  # hand-outs that had to wait for a connection
@@ -105,20 +100,19 @@ class SchemaPool:
 
     def acquire(
         self,
-        key: str,
+        move: Move,
         open_new: Callable[[], Connection[Any]],
-        verify: Callable[[Connection[Any], list[str]], None],
-        path: str,
-        application_name: str,
         reclaim: Callable[[], object],
         health_check: bool = False,
         path_on_open: bool = True,
     ) -> Connection[Any]:
-        """Hand out a connection on ``path`` (``key``: database and path), verified; wait up
-        to the timeout. ``reclaim`` is called once, at the cap, before waiting."""
+        """Hand out a connection on ``move.path``, verified or to be moved and verified with
+        its next statement; wait up to the timeout. ``reclaim`` is called once, at the cap,
+        before waiting."""
+        key = move.key
         deadline = time.monotonic() + self.timeout
         reclaimed = False
-        set_path = [path, application_name] if path_on_open else None
+        set_path = [move.path, move.application_name] if path_on_open else None
         while True:
             with self._cond:
                 kept = self._take(key)
@@ -198,11 +192,11 @@ class SchemaPool:
                 reclaimed = True
                 reclaim()
             elif candidate is not None:
-                moved = self._move(candidate.connection, path, application_name, verify)
+                moved = self._move(candidate.connection, move, health_check)
                 if moved is not None:
                     return moved
             else:
-                return self._open(open_new, verify, set_path, key)
+                return self._open(open_new, move.verify, set_path, key)
 
     def _slot(self, key: str) -> int:
         # crc32, not hash(): the same in every process, so tests can tell which slot is whose.
@@ -234,23 +228,19 @@ class SchemaPool:
         return None
 
     def _move(
-        self,
-        connection: Connection[Any],
-        path: str,
-        application_name: str,
-        verify: Callable[[Connection[Any], list[str]], None],
+        self, connection: Connection[Any], move: Move, health_check: bool
     ) -> Connection[Any] | None:
         try:
             if _terminated(connection):
                 raise pg_errors.OperationalError("terminated while idle")
-            row = connection.execute(MOVE_SQL, [path, application_name]).fetchone()
+            connection._schemata_move = move  # type: ignore[attr-defined]
+            if health_check:  # moved now: the round trip proves it alive, as a ping would
+                settle(connection)
         except pg_errors.Error:
             with self._cond:
                 self._in_use.pop(id(connection), None)
                 self._discard(connection)
             return None
-        try:
-            verify(connection, row[0] if row else [])
         except BaseException:
             self.release(connection, None)  # on an unusable path: moved before its next use
             raise
@@ -261,7 +251,7 @@ class SchemaPool:
     def _open(
         self,
         open_new: Callable[[], Connection[Any]],
-        verify: Callable[[Connection[Any], list[str]], None],
+        verify: Callable[[list[str]], None],
         set_path: list[str] | None,
         key: str,
     ) -> Connection[Any]:
@@ -289,7 +279,7 @@ class SchemaPool:
                 row = connection.execute("SELECT current_schemas(false)").fetchone()
             else:  # set now: no startup parameter that a pooler in between could refuse
                 row = connection.execute(MOVE_SQL, set_path).fetchone()
-            verify(connection, row[0] if row else [])
+            verify(row[0] if row else [])
         except BaseException:
             with self._cond:
                 self._in_use.pop(id(connection), None)

@@ -16,6 +16,7 @@ import pytest
 from django.db import connections
 from psycopg.pq import TransactionStatus
 
+from schemata.paths import Move, path_cursor
 from schemata.pool import SchemaPool
 from tests.pgserver import free_port
 
@@ -34,16 +35,14 @@ def params(db: None) -> dict[str, Any]:
 
 def acquire(pool: SchemaPool, params: dict[str, Any], schema: str, **kwargs: Any) -> Any:
     def open_new() -> Any:
-        return psycopg.connect(**params)
+        return psycopg.connect(**{**params, "cursor_factory": path_cursor(psycopg.ClientCursor)})
 
-    def verify(connection: Any, schemas: list[str]) -> None:
+    def verify(schemas: list[str]) -> None:
         if schemas[:1] != [schema]:
             raise WrongPath(f"on {schemas}, not {schema}")
 
-    return pool.acquire(
-        f"db:{schema}", open_new, verify, f"{schema}, public", f"schemata:{schema}",
-        reclaim=lambda: None, **kwargs,
-    )  # fmt: skip
+    move = Move(f"db:{schema}", f"{schema}, public", f"schemata:{schema}", [schema], verify)
+    return pool.acquire(move, open_new, reclaim=lambda: None, **kwargs)
 
 
 def terminate(connection: Any) -> None:
@@ -111,18 +110,20 @@ def test_a_connection_closed_while_idle_is_not_handed_out(params: dict[str, Any]
     pool.close()
 
 
-def test_a_move_that_fails_its_check_raises_and_the_connection_stays_in_the_pool(
+def test_a_move_that_fails_its_check_fails_the_next_statement_and_the_connection_stays(
     params: dict[str, Any],
 ) -> None:
     pool = SchemaPool("default", max_size=1, timeout=1, move=True)
     alpha = acquire(pool, params, "alpha")
     pool.release(alpha, "db:alpha")
+    missing = acquire(pool, params, "missing")  # no such schema: the path resolves to public
 
     with pytest.raises(WrongPath, match="not missing"):
-        acquire(pool, params, "missing")  # no such schema: the path resolves to public
+        schema_of(missing)
 
+    pool.release(missing, "db:missing")
     assert pool.size == 1 and not alpha.closed
-    assert acquire(pool, params, "beta") is alpha  # moved before its next use
+    assert acquire(pool, params, "beta") is alpha
     assert schema_of(alpha) == "beta"
     pool.release(alpha, "db:beta")
     pool.close()
@@ -268,6 +269,47 @@ def test_a_kept_connection_that_fails_its_health_check_is_replaced(
         pool.close()
         proxy.close()
         gone(["schemata:alpha"])
+
+
+def test_with_health_checks_a_moved_connection_that_is_dead_is_replaced(
+    params: dict[str, Any],
+) -> None:
+    proxy = CuttingProxy(f"{params['host']}/.s.PGSQL.{params.get('port') or 5432}")
+    through = {**params, "host": "127.0.0.1", "port": proxy.port}
+    pool = SchemaPool("default", max_size=1, timeout=1, move=True)
+    try:
+        alpha = acquire(pool, through, "alpha")
+        pool.release(alpha, "db:alpha")
+        proxy.cut_off()
+
+        beta = acquire(pool, through, "beta", health_check=True)
+
+        assert beta is not alpha
+        assert alpha.closed
+        assert schema_of(beta) == "beta"
+        assert (pool.stats.discarded, pool.stats.moved, pool.size) == (1, 0, 1)
+        pool.release(beta, "db:beta")
+    finally:
+        pool.close()
+        proxy.close()
+        gone(["schemata:alpha", "schemata:beta"])
+
+
+def test_with_health_checks_a_move_onto_a_missing_schema_fails_at_once(
+    params: dict[str, Any],
+) -> None:
+    pool = SchemaPool("default", max_size=1, timeout=1, move=True)
+    alpha = acquire(pool, params, "alpha")
+    pool.release(alpha, "db:alpha")
+
+    with pytest.raises(WrongPath, match="not missing"):
+        acquire(pool, params, "missing", health_check=True)
+
+    assert pool.size == 1 and not alpha.closed
+    assert acquire(pool, params, "beta") is alpha
+    assert schema_of(alpha) == "beta"
+    pool.release(alpha, "db:beta")
+    pool.close()
 
 
 def gone(application_names: list[str]) -> None:
