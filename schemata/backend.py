@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
@@ -27,7 +27,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg.pq import TransactionStatus
 
 from schemata.conf import conf
-from schemata.databases import GUARD_SCHEMA, Schema
+from schemata.databases import DERIVED_CACHE_SIZE, GUARD_SCHEMA, Schema
 from schemata.exceptions import SchemaUnavailable
 from schemata.paths import Move, PathServerCursor, path_cursor, settle
 from schemata.pool import SchemaPool, get_pool
@@ -179,15 +179,13 @@ class _SchemaWrapperMixin:
         database = self.settings_dict["NAME"]
         move = self._schemata_move
         if move is None:
-            path = self._schemata_path
-            shared = [GUARD_SCHEMA] if conf.SHARED_APPS else []
-            move = self._schemata_move = Move(
-                key=f"{database}:{path}",
-                path=path,
-                application_name=options["application_name"],
-                expected=[self.schema.name, *shared],
-                # Not a closure over the wrapper: a spare wrapper is one nothing refers to.
-                verify=partial(verify_path, self.schema, self.alias, database),
+            move = self._schemata_move = _move(
+                self.schema,
+                self.alias,
+                database,
+                self._schemata_path,
+                options["application_name"],
+                bool(conf.SHARED_APPS),
             )
         key = move.key
         opened: list[str] = []
@@ -281,6 +279,21 @@ class _SchemaWrapperMixin:
                 return  # another thread took it
         if key is not None:  # else not the pool's: lent by the testing kit, say
             self.schemata_pool().release(connection, key)
+
+
+@lru_cache(maxsize=DERIVED_CACHE_SIZE)
+def _move(
+    schema: Schema, alias: str, database: str, path: str, application_name: str, guarded: bool
+) -> Move:
+    """The move of a connection to ``schema``'s alias (its statement is built once)."""
+    return Move(
+        key=f"{database}:{path}",
+        path=path,
+        application_name=application_name,
+        expected=[schema.name, GUARD_SCHEMA] if guarded else [schema.name],
+        # Not a closure over the wrapper: a spare wrapper is one nothing refers to.
+        verify=partial(verify_path, schema, alias, database),
+    )
 
 
 def verify_path(schema: Schema, alias: str, database: str, resolved: list[str]) -> None:

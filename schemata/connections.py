@@ -15,6 +15,8 @@ from schemata.conf import conf
 from schemata.databases import SchemataDatabases
 from schemata.exceptions import TransactionMismatch
 
+#: The schema wrapper class of each ENGINE.
+_wrapper_classes: dict[str, type[BaseDatabaseWrapper]] = {}
 #: Unused schema wrappers a thread keeps, to serve other schemas without making new ones.
 SPARE_WRAPPERS = 4
 
@@ -62,10 +64,15 @@ class SchemataConnectionHandler(ConnectionHandler):
     def create_connection(self, alias: str) -> BaseDatabaseWrapper:
         if not self._is_schema_alias(alias):
             return super().create_connection(alias)
-        from schemata.backend import schema_wrapper
-
         settings, path = cast(SchemataDatabases, self.settings).settings_and_path(alias)
-        wrapper = schema_wrapper(load_backend(settings["ENGINE"]).DatabaseWrapper)
+        engine = settings["ENGINE"]
+        wrapper = _wrapper_classes.get(engine)
+        if wrapper is None:  # importing the engine's module again costs a microsecond
+            from schemata.backend import schema_wrapper
+
+            wrapper = _wrapper_classes[engine] = schema_wrapper(
+                load_backend(engine).DatabaseWrapper
+            )
         state = self._thread_state()
         spare = state.spare
         for i, conn in enumerate(spare):

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from django.core.exceptions import ImproperlyConfigured
 from psycopg import Connection
 from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
@@ -77,8 +78,6 @@ class Move:
             f"set_config('application_name', {_literal(self.application_name)}, false) AS a;\n"
         )
         self.encoded = self.statement.encode()
-        # With parameters, psycopg reads % as a placeholder.
-        self.escaped = self.statement.replace("%", "%%")
 
 
 def _literal(text: str) -> str:
@@ -133,6 +132,8 @@ class PathCursorMixin:
     _query: Any
     #: Whether the cursor binds parameters client-side, so sends a string of statements.
     _simple = True
+    #: The move to send in front of the statement being sent.
+    _schemata_prefix: bytes | None = None
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         connection = self._conn
@@ -154,20 +155,29 @@ class PathCursorMixin:
         ):
             settle(connection)
             return super().execute(query, params, **kwargs)  # type: ignore[misc]
+        # Added to the statement as sent (_execute_send), not to the query: psycopg parses a
+        # query once and caches it by its text, which would then differ for every schema.
+        self._schemata_prefix = move.encoded
         try:
-            super().execute(  # type: ignore[misc]
-                (move.statement if params is None else move.escaped) + query, params, **kwargs
-            )
+            super().execute(query, params, **kwargs)  # type: ignore[misc]
         except pg_errors.InvalidTextRepresentation as error:
             if MARKER in str(error):
                 move.verify(_resolved(str(error)))  # raises SchemaUnavailable
             raise
+        finally:
+            self._schemata_prefix = None
         self.nextset()  # type: ignore[attr-defined]  # the caller's statement's result
         # What Django logs as the statement sent (connection.queries): the caller's own.
         self._query.query = self._query.query[len(move.encoded) :]
         if status == _IDLE:  # autocommit: the statement's implicit transaction committed
             connection._schemata_move = None  # type: ignore[attr-defined]
         return self
+
+    def _execute_send(self, query: Any, **kwargs: Any) -> None:
+        prefix = self._schemata_prefix
+        if prefix is not None:
+            query.query = prefix + query.query
+        super()._execute_send(query, **kwargs)  # type: ignore[misc]
 
     def executemany(self, *args: Any, **kwargs: Any) -> Any:
         settle(self._conn)
@@ -208,6 +218,13 @@ def path_cursor(base: type[Any]) -> type[Any]:
     """``base`` (the cursor class Django chose) with ``PathCursorMixin``."""
     cls = _cursor_classes.get(base)
     if cls is None:
+        # The statement is prefixed where psycopg sends it: a release that renames the method
+        # must fail here, at the first connection, not move nothing.
+        if not hasattr(base, "_execute_send"):
+            raise ImproperlyConfigured(
+                f"psycopg {psycopg.__version__}'s cursors have no _execute_send(): this "
+                f"psycopg release is not one django-schemata supports."
+            )
         cls = _cursor_classes[base] = type(
             f"Path{base.__name__}",
             (PathCursorMixin, base),

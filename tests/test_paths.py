@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connections, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -297,3 +298,8 @@ def test_a_move_made_for_a_copy_inside_a_transaction_is_carried_again_after_it()
 
     assert pending(connection) is not None
     assert connection.execute("SELECT title FROM testapp_note").fetchall() == [("t01",)]
+
+
+def test_a_psycopg_release_without_the_send_hook_is_refused() -> None:
+    with pytest.raises(ImproperlyConfigured, match="_execute_send"):
+        path_cursor(type("Cursor", (), {}))
