@@ -23,8 +23,14 @@ string with it moves the connection in a round trip of its own beforehand, outsi
 transaction when none has begun: statements other than DML (``VACUUM``, ``CREATE INDEX
 CONCURRENTLY`` refuse a transaction block, which a string of statements is; ``COMMIT`` or
 ``ROLLBACK`` would end it), a string of several statements, ``executemany``, ``COPY``,
-``stream``, named cursors, pipelines, and the first statement of a transaction (psycopg sends
-its ``BEGIN`` first).
+``stream``, named cursors, and the first statement of a transaction (psycopg sends its
+``BEGIN`` first). In a pipeline every statement is preceded by the move, which stays pending:
+nothing there is committed before the pipeline's Sync.
+
+psycopg's own helpers that make their cursor with a class of their own (``TypeInfo.fetch()``)
+do not see a pending move. Inside a transaction opened with psycopg's ``conn.transaction()``
+on a connection just handed out, every statement carries the move, so ``SET TRANSACTION``
+cannot be its first one.
 """
 
 from __future__ import annotations
@@ -99,7 +105,9 @@ def settle(connection: Connection[Any]) -> None:
     move = pending(connection)
     if move is None:
         return
-    idle = connection.pgconn.transaction_status == _IDLE
+    # In a pipeline nothing is committed before its Sync, and an error there rolls back every
+    # statement since the last one: the move then stays pending, as in a transaction.
+    idle = connection.pgconn.transaction_status == _IDLE and connection._pipeline is None
     with _autocommit(connection, idle):
         # A cursor of psycopg's own class: the connection's would carry the move again.
         row = (
@@ -120,7 +128,8 @@ def _autocommit(connection: Connection[Any], idle: bool) -> Iterator[None]:
         try:
             yield
         finally:
-            connection.autocommit = False
+            if not connection.broken:  # else psycopg's error would hide the one that broke it
+                connection.autocommit = False
     else:
         yield
 
@@ -140,6 +149,9 @@ class PathCursorMixin:
         move = pending(connection)
         if move is None:
             return super().execute(query, params, **kwargs)  # type: ignore[misc]
+        if connection._pipeline is not None:
+            settle(connection)  # before every statement of the pipeline (see settle)
+            return super().execute(query, params, **kwargs)  # type: ignore[misc]
         status = connection.pgconn.transaction_status
         word = _first_word(query) if isinstance(query, str) else ""
         if status not in (_IDLE, _INTRANS):
@@ -150,7 +162,6 @@ class PathCursorMixin:
             word not in _PREFIXABLE
             or ";" in query  # only the statement itself can then end the transaction
             or not self._simple
-            or connection._pipeline
             or (status == _IDLE and not connection.autocommit)
         ):
             settle(connection)
@@ -166,9 +177,11 @@ class PathCursorMixin:
             raise
         finally:
             self._schemata_prefix = None
+            # What Django logs as the statement sent (connection.queries), failed or not.
+            sent = self._query
+            if sent is not None and sent.query.startswith(move.encoded):
+                sent.query = sent.query[len(move.encoded) :]
         self.nextset()  # type: ignore[attr-defined]  # the caller's statement's result
-        # What Django logs as the statement sent (connection.queries): the caller's own.
-        self._query.query = self._query.query[len(move.encoded) :]
         if status == _IDLE:  # autocommit: the statement's implicit transaction committed
             connection._schemata_move = None  # type: ignore[attr-defined]
         return self

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, OperationalError, connections, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from psycopg import pq, sql
@@ -99,6 +99,19 @@ def test_django_logs_the_query_without_the_move() -> None:
 
     assert len(captured) == 1
     assert captured[0]["sql"].startswith('SELECT COUNT(*) AS "__count" FROM "testapp_note"')
+
+
+def test_django_logs_a_failed_query_without_the_move() -> None:
+    raw("t01")
+
+    with (
+        CaptureQueriesContext(connections["t01"]) as captured,
+        schemata.override("t01"),
+        pytest.raises(IntegrityError),
+    ):
+        Note.objects.create(title=None)  # type: ignore[misc]  # NOT NULL fails
+
+    assert captured[0]["sql"].startswith('INSERT INTO "testapp_note"')
 
 
 def test_a_move_undone_by_a_failed_statement_is_carried_again() -> None:
@@ -257,6 +270,31 @@ def test_a_pipeline_is_moved_first() -> None:
         cursor = connection.execute("SELECT title FROM testapp_note")
 
     assert cursor.fetchall() == [("t01",)]
+
+
+def test_a_move_in_a_pipeline_that_failed_is_carried_again() -> None:
+    connection = raw("t01")
+
+    with pytest.raises(psycopg.errors.NotNullViolation), connection.pipeline():
+        connection.execute("INSERT INTO testapp_note (title) VALUES ('rolled back')")
+        connection.execute("INSERT INTO testapp_note (title) VALUES (NULL)")
+
+    assert pending(connection) is not None
+    assert current_schema(connection) == "t00"  # the pipeline's statements were rolled back
+    assert connection.execute("SELECT title FROM testapp_note").fetchall() == [("t01",)]
+
+
+def test_a_connection_that_breaks_during_a_move_raises_its_own_error() -> None:
+    connection = raw("t01")
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [connection.info.backend_pid])
+
+    with (
+        pytest.raises(OperationalError, match="terminating connection due to administrator"),
+        schemata.override("t01"),
+        transaction.atomic(using="t01"),
+    ):
+        Note.objects.count()
 
 
 def test_composed_sql_and_a_leading_comment_are_moved_first() -> None:
