@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,7 +128,8 @@ def _autocommit(connection: Connection[Any], idle: bool) -> Iterator[None]:
         try:
             yield
         finally:
-            if not connection.broken:  # else psycopg's error would hide the one that broke it
+            # A connection that broke meanwhile refuses it: its own error is the one to see.
+            with suppress(psycopg.Error):
                 connection.autocommit = False
     else:
         yield
@@ -177,10 +178,7 @@ class PathCursorMixin:
             raise
         finally:
             self._schemata_prefix = None
-            # What Django logs as the statement sent (connection.queries), failed or not.
-            sent = self._query
-            if sent is not None and sent.query.startswith(move.encoded):
-                sent.query = sent.query[len(move.encoded) :]
+            _unprefix(self._query, move.encoded)
         self.nextset()  # type: ignore[attr-defined]  # the caller's statement's result
         if status == _IDLE:  # autocommit: the statement's implicit transaction committed
             connection._schemata_move = None  # type: ignore[attr-defined]
@@ -211,6 +209,13 @@ class PathServerCursor(psycopg.ServerCursor[Any]):
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         settle(self._conn)
         return super().execute(query, params, **kwargs)
+
+
+def _unprefix(sent: Any, prefix: bytes) -> None:
+    """Take the move off the statement psycopg keeps as sent: it is what Django logs
+    (``connection.queries``), failed or not. None, or another, when it failed before."""
+    if sent is not None and sent.query.startswith(prefix):
+        sent.query = sent.query[len(prefix) :]
 
 
 def _first_word(query: str) -> str:

@@ -114,6 +114,16 @@ def test_django_logs_a_failed_query_without_the_move() -> None:
     assert captured[0]["sql"].startswith('INSERT INTO "testapp_note"')
 
 
+def test_a_statement_that_fails_before_it_is_sent_leaves_the_move_pending() -> None:
+    connection = raw("t01")
+
+    with pytest.raises(psycopg.ProgrammingError, match="cannot adapt"):
+        connection.execute("SELECT %s", [object()])
+
+    assert pending(connection) is not None
+    assert connection.execute("SELECT title FROM testapp_note").fetchall() == [("t01",)]
+
+
 def test_a_move_undone_by_a_failed_statement_is_carried_again() -> None:
     connection = raw("t01")
 
