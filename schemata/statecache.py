@@ -7,8 +7,12 @@ schema that starts from the same applied migrations and follows the same plan. W
 ``reusing_states()`` is active, the first such schema records those states; the next ones
 only run each operation's database work between the recorded states.
 
+It also puts each atomic migration and its record in one transaction (``apply_migration``):
+Django records a migration that leaves deferred SQL only after that SQL has committed.
+
 This is the one place where django-schemata depends on Django's migration internals. What it
-replaces (``Migration.apply``) and what it relies on (the executor calls ``apply`` once per
+replaces (``Migration.apply``, and ``MigrationExecutor.apply_migration`` in a transaction) and
+what it relies on (the executor calls ``apply`` once per
 migration of a forwards plan, in order, with the state the previous call returned; how a state
 is cloned and its delayed rendering cleared) are pinned by digests of their code:
 ``check_django()`` raises ``ImproperlyConfigured`` naming the function a Django release changed.
@@ -57,6 +61,7 @@ KNOWN: dict[str, frozenset[str]] = {
 
 _ORIGINAL_APPLY = Migration.apply
 _ORIGINAL_MIGRATE = MigrationExecutor.migrate
+_ORIGINAL_APPLY_MIGRATION = MigrationExecutor.apply_migration
 
 
 def code_digest(func: Callable[..., Any]) -> str:
@@ -80,7 +85,7 @@ def _functions() -> dict[str, Callable[..., Any] | None]:
         "django.db.migrations.migration.Migration.apply": _ORIGINAL_APPLY,
         "django.db.migrations.executor.MigrationExecutor.migrate": _ORIGINAL_MIGRATE,
         "django.db.migrations.executor.MigrationExecutor.apply_migration": (
-            MigrationExecutor.apply_migration
+            _ORIGINAL_APPLY_MIGRATION
         ),
         "django.db.migrations.executor.MigrationExecutor._migrate_all_forwards": getattr(
             MigrationExecutor, "_migrate_all_forwards", None
@@ -132,11 +137,32 @@ def reusing_states() -> Iterator[None]:
     check_django()
     Migration.apply = _apply  # type: ignore[method-assign]
     MigrationExecutor.migrate = _migrate  # type: ignore[method-assign]
+    MigrationExecutor.apply_migration = _apply_migration  # type: ignore[method-assign]
     try:
         yield
     finally:
         Migration.apply = _ORIGINAL_APPLY  # type: ignore[method-assign]
         MigrationExecutor.migrate = _ORIGINAL_MIGRATE  # type: ignore[method-assign]
+        MigrationExecutor.apply_migration = _ORIGINAL_APPLY_MIGRATION  # type: ignore[method-assign]
+
+
+def _apply_migration(
+    self: MigrationExecutor,
+    state: ProjectState,
+    migration: Migration,
+    fake: bool = False,
+    fake_initial: bool = False,
+) -> ProjectState:
+    """Apply and record an atomic migration in one transaction.
+
+    Django records a migration that leaves deferred SQL (a foreign key, an index) after the
+    migration's transaction has committed: a process killed in between leaves the schema
+    changed and the migration unrecorded, and the next run fails to apply it again.
+    """
+    if fake or not migration.atomic or not self.connection.features.can_rollback_ddl:
+        return _ORIGINAL_APPLY_MIGRATION(self, state, migration, fake, fake_initial)
+    with atomic(self.connection.alias):
+        return _ORIGINAL_APPLY_MIGRATION(self, state, migration, fake, fake_initial)
 
 
 def _plan_key(executor: MigrationExecutor, plan: Any, fake: bool, fake_initial: bool) -> Any:

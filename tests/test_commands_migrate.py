@@ -52,6 +52,16 @@ def assert_testapp_migrations_of_alpha_and_beta(lines: list[str]) -> None:
     assert re.fullmatch(r"Progress: 1/2 schemas, 0 failed, about \d+s left", lines[2])
 
 
+def columns(schema: str, table: str) -> set[str]:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s",
+            [schema, table],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
 def migrate_fresh(*names: str, **options: Any) -> list[str]:
     """``migrate_schemata --schema NAME...``; other arguments (``--public``, an app label and
     a target) follow the schema names."""
@@ -166,6 +176,30 @@ class TestMigrateSchemata:
         assert "[fresh3]   Applying testapp.0001_initial..." in lines
         assert lines[-1] == "Summary: 2 applied, 1 failed."
         assert recorded("fresh1") == recorded("fresh2") == ON_DISK
+
+    def test_a_migration_whose_record_fails_is_undone_with_its_deferred_sql(self) -> None:
+        # seedapp 0003 adds a foreign key: Django creates it after the column, as deferred SQL,
+        # and records the migration only then.
+        migrate_fresh("fresh1", "seedapp", "0002_seed")
+        with connections["default"].cursor() as cursor:
+            cursor.execute(
+                "CREATE FUNCTION fresh1.refuse() RETURNS trigger LANGUAGE plpgsql "
+                "AS $$ BEGIN RAISE EXCEPTION 'record refused'; END $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON fresh1.django_migrations FOR EACH ROW "
+                "WHEN (NEW.name = '0003_seed_owner') EXECUTE FUNCTION fresh1.refuse()"
+            )
+
+        with pytest.raises(CommandError, match="record refused"):
+            migrate_fresh("fresh1")
+
+        assert "owner_id" not in columns("fresh1", "seedapp_seed")
+        with connections["default"].cursor() as cursor:
+            cursor.execute("DROP TRIGGER refuse ON fresh1.django_migrations")
+        migrate_fresh("fresh1")
+        assert recorded("fresh1") == ON_DISK
+        assert "owner_id" in columns("fresh1", "seedapp_seed")
 
     def test_run_python_without_using_writes_into_the_schema_being_migrated(self) -> None:
         public_before = seeds("public")
