@@ -110,18 +110,21 @@ def test_a_connection_closed_while_idle_is_not_handed_out(params: dict[str, Any]
     pool.close()
 
 
-def test_a_move_that_fails_its_check_fails_the_next_statement_and_the_connection_stays(
-    params: dict[str, Any],
+# Without health checks the move, and so its check, comes with the next statement; with them,
+# at the hand-out.
+@pytest.mark.parametrize("health_check", [False, True])
+def test_a_move_that_fails_its_check_raises_and_the_connection_stays_in_the_pool(
+    params: dict[str, Any], health_check: bool
 ) -> None:
     pool = SchemaPool("default", max_size=1, timeout=1, move=True)
     alpha = acquire(pool, params, "alpha")
     pool.release(alpha, "db:alpha")
-    missing = acquire(pool, params, "missing")  # no such schema: the path resolves to public
 
-    with pytest.raises(WrongPath, match="not missing"):
-        schema_of(missing)
+    with pytest.raises(WrongPath, match="not missing"):  # the path resolves to public only
+        schema_of(acquire(pool, params, "missing", health_check=health_check))
 
-    pool.release(missing, "db:missing")
+    if not health_check:
+        pool.release(alpha, "db:missing")  # handed out: given back as a wrapper would
     assert pool.size == 1 and not alpha.closed
     assert acquire(pool, params, "beta") is alpha
     assert schema_of(alpha) == "beta"
@@ -247,69 +250,30 @@ def _hang_up(sock: socket.socket) -> None:
     sock.close()
 
 
-def test_a_kept_connection_that_fails_its_health_check_is_replaced(
-    params: dict[str, Any],
+# Kept on its schema, or moved to another: either is checked, and replaced when dead.
+@pytest.mark.parametrize("wanted", ["alpha", "beta"])
+def test_with_health_checks_a_dead_connection_is_replaced_before_it_is_handed_out(
+    params: dict[str, Any], wanted: str
 ) -> None:
     proxy = CuttingProxy(f"{params['host']}/.s.PGSQL.{params.get('port') or 5432}")
     through = {**params, "host": "127.0.0.1", "port": proxy.port}
-    pool = SchemaPool("default", max_size=2, timeout=1, move=True)
+    pool = SchemaPool("default", max_size=1, timeout=1, move=True)
     try:
         alpha = acquire(pool, through, "alpha")
         pool.release(alpha, "db:alpha")
         proxy.cut_off()
 
-        again = acquire(pool, through, "alpha", health_check=True)
+        again = acquire(pool, through, wanted, health_check=True)
 
         assert again is not alpha
         assert alpha.closed
-        assert schema_of(again) == "alpha"
-        assert (pool.stats.discarded, pool.size) == (1, 1)
-        pool.release(again, "db:alpha")
-    finally:
-        pool.close()
-        proxy.close()
-        gone(["schemata:alpha"])
-
-
-def test_with_health_checks_a_moved_connection_that_is_dead_is_replaced(
-    params: dict[str, Any],
-) -> None:
-    proxy = CuttingProxy(f"{params['host']}/.s.PGSQL.{params.get('port') or 5432}")
-    through = {**params, "host": "127.0.0.1", "port": proxy.port}
-    pool = SchemaPool("default", max_size=1, timeout=1, move=True)
-    try:
-        alpha = acquire(pool, through, "alpha")
-        pool.release(alpha, "db:alpha")
-        proxy.cut_off()
-
-        beta = acquire(pool, through, "beta", health_check=True)
-
-        assert beta is not alpha
-        assert alpha.closed
-        assert schema_of(beta) == "beta"
+        assert schema_of(again) == wanted
         assert (pool.stats.discarded, pool.stats.moved, pool.size) == (1, 0, 1)
-        pool.release(beta, "db:beta")
+        pool.release(again, f"db:{wanted}")
     finally:
         pool.close()
         proxy.close()
-        gone(["schemata:alpha", "schemata:beta"])
-
-
-def test_with_health_checks_a_move_onto_a_missing_schema_fails_at_once(
-    params: dict[str, Any],
-) -> None:
-    pool = SchemaPool("default", max_size=1, timeout=1, move=True)
-    alpha = acquire(pool, params, "alpha")
-    pool.release(alpha, "db:alpha")
-
-    with pytest.raises(WrongPath, match="not missing"):
-        acquire(pool, params, "missing", health_check=True)
-
-    assert pool.size == 1 and not alpha.closed
-    assert acquire(pool, params, "beta") is alpha
-    assert schema_of(alpha) == "beta"
-    pool.release(alpha, "db:beta")
-    pool.close()
+        gone(["schemata:alpha", f"schemata:{wanted}"])
 
 
 def gone(application_names: list[str]) -> None:
