@@ -76,14 +76,14 @@ class Move:
 
     def __post_init__(self) -> None:
         expected = ", ".join(_literal(name) for name in self.expected)
-        self.statement = (
+        statement = (
             f"SELECT CASE WHEN (current_schemas(false))[1:{len(self.expected)}] = "
             f"ARRAY[{expected}]::name[] THEN 0 "
             f"ELSE ({_literal(MARKER)} || current_schemas(false)::text)::int END "
             f"FROM set_config('search_path', {_literal(self.path)}, false) AS p, "
             f"set_config('application_name', {_literal(self.application_name)}, false) AS a;\n"
         )
-        self.encoded = self.statement.encode()
+        self.encoded = statement.encode()
 
 
 def _literal(text: str) -> str:
@@ -154,11 +154,11 @@ class PathCursorMixin:
             settle(connection)  # before every statement of the pipeline (see settle)
             return super().execute(query, params, **kwargs)  # type: ignore[misc]
         status = connection.pgconn.transaction_status
-        word = _first_word(query) if isinstance(query, str) else ""
         if status not in (_IDLE, _INTRANS):
             # A failed transaction runs nothing but its rollback (a savepoint's, say): the
             # move waits for the next statement.
             return super().execute(query, params, **kwargs)  # type: ignore[misc]
+        word = _first_word(query) if isinstance(query, str) else ""
         if (
             word not in _PREFIXABLE
             or ";" in query  # only the statement itself can then end the transaction

@@ -47,7 +47,7 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
 from schemata.exceptions import ConnectionPoolExhausted
-from schemata.paths import MOVE_SQL, Move, settle
+from schemata.paths import Move, settle
 
 
 @dataclass
@@ -112,7 +112,6 @@ class SchemaPool:
         key = move.key
         deadline = time.monotonic() + self.timeout
         reclaimed = False
-        set_path = [move.path, move.application_name] if path_on_open else None
         while True:
             with self._cond:
                 kept = self._take(key)
@@ -196,7 +195,7 @@ class SchemaPool:
                 if moved is not None:
                     return moved
             else:
-                return self._open(open_new, move.verify, set_path, key)
+                return self._open(open_new, move, path_on_open)
 
     def _slot(self, key: str) -> int:
         # crc32, not hash(): the same in every process, so tests can tell which slot is whose.
@@ -249,11 +248,7 @@ class SchemaPool:
         return connection
 
     def _open(
-        self,
-        open_new: Callable[[], Connection[Any]],
-        verify: Callable[[list[str]], None],
-        set_path: list[str] | None,
-        key: str,
+        self, open_new: Callable[[], Connection[Any]], move: Move, path_on_open: bool
     ) -> Connection[Any]:
         try:
             connection = open_new()
@@ -270,16 +265,17 @@ class SchemaPool:
             # The key's slot if no connection has it, else the first free one: a pool at its
             # cap has one connection per slot.
             taken = set(self._slots.values())
-            slot = self._slot(key)
+            slot = self._slot(move.key)
             if slot in taken:
                 slot = next((i for i in range(self.max_size) if i not in taken), slot)
             self._slots[id(connection)] = slot
         try:
-            if set_path is None:  # the path came with the connection (its startup options)
+            if path_on_open:  # no startup parameter that a pooler in between could refuse
+                connection._schemata_move = move  # type: ignore[attr-defined]
+                settle(connection)
+            else:  # the path came with the connection (its startup options)
                 row = connection.execute("SELECT current_schemas(false)").fetchone()
-            else:  # set now: no startup parameter that a pooler in between could refuse
-                row = connection.execute(MOVE_SQL, set_path).fetchone()
-            verify(row[0] if row else [])
+                move.verify(row[0] if row else [])
         except BaseException:
             with self._cond:
                 self._in_use.pop(id(connection), None)
