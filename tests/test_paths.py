@@ -10,13 +10,15 @@ from typing import Any
 import psycopg
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, OperationalError, connections, transaction
+from django.db import IntegrityError, OperationalError, ProgrammingError, connections, transaction
+from django.db.backends.postgresql.base import DatabaseWrapper
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from psycopg import pq, sql
 
 import schemata
 from schemata import SchemaUnavailable
+from schemata.backend import schema_wrapper
 from schemata.paths import path_cursor, pending
 from schemata.pool import SchemaPool, get_pool
 from tests.testapp.models import Note
@@ -39,6 +41,9 @@ def one_connection(light_schemas: tuple[str, ...]) -> Iterator[None]:
         connections.release_idle()  # type: ignore[attr-defined]
         yield
     connections.close_all()
+
+
+SchemaWrapper = schema_wrapper(DatabaseWrapper)
 
 
 def pool() -> SchemaPool:
@@ -159,6 +164,72 @@ def test_a_missing_schema_fails_the_statement_before_it_runs() -> None:
 
     with schemata.override("t00"):
         assert list(Note.objects.values_list("title", flat=True)) == ["t00"]
+
+
+def test_a_missing_schema_in_a_transaction_begun_with_psycopg_is_named() -> None:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DROP SCHEMA IF EXISTS ghost CASCADE")
+    connection = raw("ghost")
+
+    # psycopg's BEGIN carries no move: the check fails inside the transaction, where nothing
+    # more can run to read the path, so the error is told from the server's message.
+    with (
+        pytest.raises(SchemaUnavailable, match="The schema 'ghost'"),
+        connection.transaction(),
+    ):
+        connection.execute("SELECT 1")
+
+    assert pending(connection) is not None
+
+
+def test_a_schema_the_role_may_not_use_resolves_none_of_its_tables() -> None:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DROP ROLE IF EXISTS schemata_limited")
+        cursor.execute("CREATE ROLE schemata_limited LOGIN")
+        cursor.execute("GRANT USAGE ON SCHEMA t00 TO schemata_limited")
+        cursor.execute("GRANT SELECT ON t00.testapp_note TO schemata_limited")
+    wrappers = [
+        SchemaWrapper({**connections[name].settings_dict, "USER": "schemata_limited"}, name)
+        for name in ("t00", "t01")
+    ]
+    try:
+        with wrappers[0].cursor() as cursor:  # opened on t00, and checked then
+            cursor.execute("SELECT title FROM testapp_note")
+            assert cursor.fetchall() == [("t00",)]
+        wrappers[0].close()
+        wrappers[1].ensure_connection()  # the same connection, its move to t01 pending
+
+        # The carried check finds t01; the path then skips it, and the table resolves nowhere.
+        with (
+            pytest.raises(ProgrammingError, match='"testapp_note" does not exist'),
+            wrappers[1].cursor() as cursor,
+        ):
+            cursor.execute("SELECT title FROM testapp_note")
+        # A move of its own (a transaction's first statement) reads the path and names the
+        # cause.
+        wrappers[1].set_autocommit(False)
+        with (
+            pytest.raises(SchemaUnavailable, match="The schema 't01'.*may not use it"),
+            wrappers[1].cursor() as cursor,
+        ):
+            cursor.execute("SELECT 1")
+    finally:
+        for wrapper in wrappers:
+            wrapper.close()
+        with connections["default"].cursor() as cursor:
+            cursor.execute("DROP OWNED BY schemata_limited")
+            cursor.execute("DROP ROLE schemata_limited")
+
+
+def test_the_cursor_shows_the_result_of_its_own_statement_only() -> None:
+    connection = raw("t01")
+    cursor = connection.cursor()
+
+    cursor.execute("UPDATE testapp_note SET title = title")
+
+    assert cursor.rowcount == 1
+    assert cursor.statusmessage == "UPDATE 1"
+    assert cursor.nextset() is None
 
 
 def test_a_failed_transaction_can_still_roll_back_to_its_savepoint() -> None:
