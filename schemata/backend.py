@@ -85,6 +85,9 @@ class _SchemaWrapperMixin:
     _schemata_parked = False
     _schemata_token: object = None
     _schemata_aliases: dict[str, Any] | None = None
+    # A connection this thread parked, handed to this wrapper for its next connect(), and the
+    # key it is on (connections.SchemataConnectionHandler._hand_over).
+    _schemata_handover: tuple[Any, str | None] | None = None
     close_at: float | None
     health_check_enabled: bool
 
@@ -124,6 +127,8 @@ class _SchemaWrapperMixin:
 
     def get_connection_params(self) -> dict[str, Any]:
         # Built on every connect() by Django, but used only when the pool opens a connection.
+        if self._schemata_handover is not None:
+            return {}
         params = self._schemata_params
         if params is None:
             params = self._schemata_params = super().get_connection_params()  # type: ignore[misc]
@@ -167,8 +172,6 @@ class _SchemaWrapperMixin:
         return pool
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        from psycopg import IsolationLevel
-
         from schemata.connections import reclaim_idle
 
         opener = super().get_new_connection  # type: ignore[misc]
@@ -188,6 +191,15 @@ class _SchemaWrapperMixin:
                 bool(conf.SHARED_APPS),
             )
         key = move.key
+        handover = self._schemata_handover
+        if handover is not None:
+            self._schemata_handover = None
+            connection, was_on = handover
+            if was_on != key:
+                connection._schemata_move = move
+            self._schemata_key = key
+            self._schemata_opened = False
+            return self._configured(connection)
         opened: list[str] = []
 
         def open_new() -> Any:
@@ -207,12 +219,17 @@ class _SchemaWrapperMixin:
         )
         self._schemata_key = opened[-1] if opened else key
         self._schemata_opened = bool(opened)
+        return self._configured(connection)
+
+    def _configured(self, connection: Any) -> Any:
+        from psycopg import IsolationLevel
+
         # The pool decides when a connection goes, and checks one it hands out: Django's age
         # limit and health check would otherwise act on a connection parked between requests.
         self.close_at = None
         self.health_check_enabled = False
         # What Django's get_new_connection sets on the wrapper, for a connection it reuses.
-        level = options.get("isolation_level")
+        level = self.settings_dict["OPTIONS"].get("isolation_level")
         self.isolation_level = (
             IsolationLevel.READ_COMMITTED if level is None else IsolationLevel(level)
         )
@@ -268,6 +285,13 @@ class _SchemaWrapperMixin:
         self._schemata_token = object()
         self._schemata_parked = self.schemata_pool().park(connection, key, self._schemata_token)
         return self._schemata_parked
+
+    def close(self) -> None:
+        handover = self._schemata_handover
+        if handover is not None:  # never connected: give it back, on the path it is on
+            self._schemata_handover = None
+            self.schemata_pool().release(*handover)
+        super().close()  # type: ignore[misc]
 
     def _close(self) -> None:
         # Django's close() calls this only with a connection.

@@ -74,21 +74,81 @@ class SchemataConnectionHandler(ConnectionHandler):
                 load_backend(engine).DatabaseWrapper
             )
         state = self._thread_state()
-        spare = state.spare
-        for i, conn in enumerate(spare):
-            if type(conn) is wrapper and conn.retarget(settings, alias, path):  # type: ignore[attr-defined]
-                del spare[i]
-                break
-        else:
-            conn = wrapper(settings, alias)
-            # The references a wrapper has when nobody but this handler holds it (its own
-            # parts point back to it): more, at the end of a request, and it is not reused.
-            conn._schemata_refs = sys.getrefcount(conn)  # type: ignore[attr-defined]
         aliases = state.aliases
+        conn = None
+        if not settings["CONN_HEALTH_CHECKS"]:  # else the pool checks every hand-out
+            conn = self._hand_over(aliases, wrapper, settings, alias, path)
+        if conn is None:
+            spare = state.spare
+            for i, conn in enumerate(spare):
+                if type(conn) is wrapper and conn.retarget(settings, alias, path):  # type: ignore[attr-defined]
+                    del spare[i]
+                    break
+            else:
+                conn = wrapper(settings, alias)
+                # The references a wrapper has when nobody but this handler holds it (its own
+                # parts point back to it): more, at the end of a request, and it is not reused.
+                conn._schemata_refs = sys.getrefcount(conn)  # type: ignore[attr-defined]
         aliases[alias] = conn
         # Its thread's map, kept by the wrapper: every use reorders it (one thread-local
         # lookup less per request).
         conn._schemata_aliases = aliases  # type: ignore[attr-defined]
+        return conn
+
+    def _hand_over(
+        self,
+        aliases: dict[str, BaseDatabaseWrapper],
+        cls: type[BaseDatabaseWrapper],
+        settings: dict[str, Any],
+        alias: str,
+        path: str,
+    ) -> BaseDatabaseWrapper | None:
+        """One of this thread's wrappers parked between requests, made to serve ``alias``
+        with its connection, which moves there with its next statement.
+
+        A thread that serves another schema at each request (many tenants, a pool at its cap)
+        would otherwise give a parked connection back to the pool and take one from it, through
+        Django's ``close()`` and ``connect()``, a new connection object and the pool's lock
+        twice. The connection chosen is the one the pool would move (its slot's, else the
+        least recently used); the pool may still prefer to hand out another (see
+        ``SchemaPool.hand_over``).
+        """
+        schema = cast(SchemataDatabases, self.settings).schemas[alias]
+        key = f"{settings['NAME']}:{path}"
+        chosen: str | None = None
+        for name, conn in aliases.items():  # the least recently used first
+            if (
+                type(conn) is cls
+                and conn._schemata_parked  # type: ignore[attr-defined]
+                and conn.schema.base == schema.base  # type: ignore[attr-defined]
+            ):
+                if chosen is None:
+                    chosen = name
+                if conn.schemata_pool().in_slot(conn.connection, key):  # type: ignore[attr-defined]
+                    chosen = name
+                    break
+        if chosen is None:
+            return None
+        conn = aliases[chosen]
+        # Somebody else holding the wrapper (a variable, a query capture) still expects it to
+        # serve its alias. Held here: by the map and by Django's thread-local storage.
+        if not _reusable(conn, held=2):
+            return None
+        pool = conn.schemata_pool()  # type: ignore[attr-defined]
+        outcome = pool.hand_over(conn.connection, conn._schemata_token, key)  # type: ignore[attr-defined]
+        if outcome is None:
+            return None  # still parked: the pool hands out another
+        conn._schemata_parked = False  # type: ignore[attr-defined]
+        handed = (conn.connection, conn._schemata_key)  # type: ignore[attr-defined]
+        conn.connection = None
+        conn._schemata_key = None  # type: ignore[attr-defined]
+        if not outcome:
+            return None  # taken by another thread, or ended by the server: not ours to give
+        del self[chosen]
+        conn.retarget(settings, alias, path)  # type: ignore[attr-defined]
+        # Django's connect() takes it at first use, without the pool; close() gives it back
+        # if that never comes.
+        conn._schemata_handover = handed  # type: ignore[attr-defined]
         return conn
 
     def __setitem__(self, alias: str, conn: BaseDatabaseWrapper) -> None:
@@ -134,7 +194,7 @@ class SchemataConnectionHandler(ConnectionHandler):
         aliases = state.aliases
         limit = -1 if park else 0  # -1: the cap of the first wrapper's pool, read once below
         parked = 0
-        # Names only: a list of the wrappers would hold references that _unreferenced counts.
+        # Names only: a list of the wrappers would hold references that _reusable counts.
         for alias in reversed(list(aliases)):  # the most recently used first
             if alias == except_alias:
                 continue
@@ -150,23 +210,29 @@ class SchemataConnectionHandler(ConnectionHandler):
                 continue
             conn.close()  # back to the pool, whatever CONN_MAX_AGE
             # Keep a query capture or an execute wrapper of the caller's own.
-            if not conn.force_debug_cursor and all(
-                wrapper is atomic_guard for wrapper in conn.execute_wrappers
-            ):
+            if _plain(conn):
                 del self[alias]
                 spare = state.spare
-                if len(spare) < SPARE_WRAPPERS and _unreferenced(conn):
+                if len(spare) < SPARE_WRAPPERS and _reusable(conn):
                     spare.append(conn)
 
 
-def _unreferenced(conn: BaseDatabaseWrapper) -> bool:
-    """Whether nothing but its own parts (and the caller's variable) refers to ``conn``: a
-    wrapper somebody kept must keep serving its alias, so only those are reused."""
+def _plain(conn: BaseDatabaseWrapper) -> bool:
+    """Whether ``conn`` has no query capture or execute wrapper of a caller's own."""
+    return not conn.force_debug_cursor and all(
+        wrapper is atomic_guard for wrapper in conn.execute_wrappers
+    )
+
+
+def _reusable(conn: BaseDatabaseWrapper, held: int = 0) -> bool:
+    """Whether nothing but its own parts, ``held`` references the handler keeps and the
+    caller's variable refer to ``conn``: a wrapper somebody kept must keep serving its alias,
+    so only those are reused."""
     baseline: int | None = getattr(conn, "_schemata_refs", None)
-    if baseline is None:
+    if baseline is None or not _plain(conn):
         return False
     # Django's error wrapper, made on first use, points back to the connection too.
-    expected = baseline + ("wrap_database_errors" in conn.__dict__)
+    expected = baseline + ("wrap_database_errors" in conn.__dict__) + held
     return sys.getrefcount(conn) == expected + 1  # + this function's argument
 
 

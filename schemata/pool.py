@@ -24,6 +24,9 @@ A connection is handed out, in order of preference:
    (``benchmarks/affinity.py``: 1,000 schemas of 5 tables, 10 connections, 20,000 requests:
    9.7 MiB instead of 40.8 MiB per server process, and 15-30% less time per request).
 
+A thread at the cap that parked connections between its requests moves one of them itself,
+with the wrapper that holds it (``hand_over``), when the pool would only move one anyway.
+
 A connection whose socket has something to read while idle was terminated by the server
 (restart, ``pg_terminate_backend``): it is dropped instead of being handed out.
 """
@@ -291,6 +294,38 @@ class SchemaPool:
             if self._waiting or self.closed or ident not in self._in_use:
                 return False
             self._parked[ident] = _Idle(connection, key, owner=owner)
+            return True
+
+    def in_slot(self, connection: Connection[Any], key: str) -> bool:
+        """Whether ``connection`` has the slot of ``key``."""
+        return self._slots.get(id(connection)) == self._slot(key)
+
+    def hand_over(self, connection: Connection[Any], owner: object, key: str) -> bool | None:
+        """Whether ``owner``, which parked ``connection``, may move it to ``key`` itself
+        instead of giving it back and taking one.
+
+        ``None``: no, the pool would rather hand out another (under its cap it opens one; an
+        idle or parked connection already on ``key`` needs no move), and it stays parked.
+        ``False``: no, it is not ``owner``'s any more (another thread took it, or the server
+        ended it and it was dropped).
+        """
+        with self._cond:
+            ident = id(connection)
+            idle = self._parked.get(ident)
+            if idle is None or idle.owner is not owner:
+                return False
+            if (
+                self.size < self.max_size
+                or any(other.key == key for other in self._idle.values())
+                or self._parked_on(key) is not None
+            ):
+                return None
+            del self._parked[ident]
+            if _terminated(connection):
+                del self._in_use[ident]
+                self._discard(connection)
+                return False
+            self.stats.moved += 1
             return True
 
     def unpark(self, connection: Connection[Any], owner: object) -> bool:

@@ -139,9 +139,7 @@ class TestReuse:
 
 @pytest.mark.usefixtures("fresh_pool")
 class TestBounds:
-    def test_many_threads_and_schemas_never_exceed_the_cap_nor_cross_schemas(
-        self, marked: tuple[str, ...]
-    ) -> None:
+    def test_many_threads_and_schemas_never_exceed_the_cap_nor_cross_schemas(self) -> None:
         errors: list[BaseException] = []
         peak = 0
         done = threading.Event()
@@ -437,3 +435,127 @@ def test_at_the_cap_a_parked_connection_on_the_schema_is_taken_before_any_other(
 
     assert request("alpha") == on_alpha
     assert pool().stats.moved == moved
+
+
+def titles(name: str) -> list[str]:
+    with schemata.override(name):
+        return list(Note.objects.values_list("title", flat=True))
+
+
+def in_thread(work: Any) -> Any:
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(work()))
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def served(name: str) -> tuple[int, list[str]]:
+    """A request on schema ``name``: its backend's pid and the titles it read."""
+    request_started.send(sender=None)
+    try:
+        return backend_pid(name), titles(name)
+    finally:
+        request_finished.send(sender=None)
+
+
+@pytest.fixture
+def capped(fresh_pool: None, marked: tuple[str, ...]) -> Iterator[None]:
+    """A pool of one connection; one row per light schema, titled with its name."""
+    with override_settings(SCHEMATA_POOL={"max_size": 1, "timeout": 5}):
+        yield
+    connections.close_all()
+
+
+@pytest.mark.usefixtures("capped")
+class TestHandOver:
+    """A thread at the cap moves the connection it parked itself, with its wrapper."""
+
+    def test_the_parked_wrapper_serves_the_next_schema_with_its_connection(self) -> None:
+        pid, _ = served("t00")
+        wrapper = id(connections["t00"])
+        stats = dict(vars(pool().stats))
+
+        assert served("t01") == (pid, ["t01"])
+
+        assert id(connections["t01"]) == wrapper
+        assert "t00" not in connections._schema_aliases()  # type: ignore[attr-defined]
+        after = vars(pool().stats)
+        assert after["moved"] == stats["moved"] + 1
+        # Neither given back nor handed out by the pool: no claim-back, no new connection.
+        assert (after["parked"], after["opened"], after["kept"]) == (
+            stats["parked"],
+            stats["opened"],
+            stats["kept"],
+        )
+
+    def test_a_wrapper_somebody_holds_keeps_serving_its_schema(self) -> None:
+        pid, _ = served("t00")
+        held = connections["t00"]
+
+        assert served("t01") == (pid, ["t01"])
+
+        assert held.alias == "t00"
+        assert connections["t01"] is not held
+        assert titles("t00") == ["t00"]
+
+    def test_a_connection_handed_over_but_never_used_goes_back_on_its_schema(self) -> None:
+        pid, _ = served("t00")
+        request_started.send(sender=None)
+        connections["t01"]  # handed the parked connection, never used
+        request_finished.send(sender=None)
+        kept = pool().stats.kept
+
+        assert served("t00") == (pid, ["t00"])
+        assert pool().stats.kept == kept + 1  # still on t00: no move
+
+    def test_a_connection_the_server_ended_while_parked_is_replaced(self) -> None:
+        pid, _ = served("t00")
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        time.sleep(0.1)
+
+        other, rows = served("t01")
+
+        assert other != pid
+        assert rows == ["t01"]
+        assert pool().size == 1
+
+    def test_a_connection_another_thread_took_is_left_to_it(self) -> None:
+        pid, _ = served("t00")
+        assert in_thread(lambda: served("t01")) == (pid, ["t01"])  # taken at the cap
+
+        assert served("t02") == (pid, ["t02"])
+        assert pool().size == 1
+
+    @override_settings(SCHEMATA_POOL={"max_size": 2, "timeout": 5})
+    def test_under_the_cap_the_pool_opens_another_instead(self) -> None:
+        pid, _ = served("t00")
+
+        other, rows = served("t01")
+
+        assert (other != pid, rows) == (True, ["t01"])
+        assert served("t00") == (pid, ["t00"])
+
+    @override_settings(SCHEMATA_POOL={"max_size": 2, "timeout": 5})
+    def test_a_connection_already_on_the_schema_is_handed_out_instead(self) -> None:
+        def given_back() -> int:
+            pid = backend_pid("t01")
+            end_request()  # idle in the pool, on t01
+            return pid
+
+        on_t01 = in_thread(given_back)
+        served("t00")
+        moved = pool().stats.moved
+
+        assert served("t01") == (on_t01, ["t01"])
+        assert pool().stats.moved == moved
+
+    @override_settings(SCHEMATA_POOL={"max_size": 2, "timeout": 5})
+    def test_another_threads_parked_connection_on_the_schema_is_taken_instead(self) -> None:
+        on_t01 = in_thread(lambda: served("t01"))[0]  # parked by that thread
+        served("t00")
+        moved = pool().stats.moved
+
+        assert served("t01") == (on_t01, ["t01"])
+        assert pool().stats.moved == moved
