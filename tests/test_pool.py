@@ -139,7 +139,9 @@ class TestReuse:
 
 @pytest.mark.usefixtures("fresh_pool")
 class TestBounds:
-    def test_many_threads_and_schemas_never_exceed_the_cap_nor_cross_schemas(self) -> None:
+    def test_many_threads_and_schemas_never_exceed_the_cap_nor_cross_schemas(
+        self, marked: tuple[str, ...]
+    ) -> None:
         errors: list[BaseException] = []
         peak = 0
         done = threading.Event()
