@@ -121,6 +121,7 @@ class SchemataConnectionHandler(ConnectionHandler):
                 type(conn) is cls
                 and conn._schemata_parked  # type: ignore[attr-defined]
                 and conn.schema.base == schema.base  # type: ignore[attr-defined]
+                and conn.settings_dict["NAME"] == settings["NAME"]  # a move keeps its database
             ):
                 if chosen is None:
                     chosen = name

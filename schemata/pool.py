@@ -304,8 +304,9 @@ class SchemaPool:
         """Whether ``owner``, which parked ``connection``, may move it to ``key`` itself
         instead of giving it back and taking one.
 
-        ``None``: no, the pool would rather hand out another (under its cap it opens one; an
-        idle or parked connection already on ``key`` needs no move), and it stays parked.
+        ``None``: no, the pool would rather hand out another (connections do not move; under
+        its cap it opens one; an idle or parked connection already on ``key`` needs no move),
+        and it stays parked.
         ``False``: no, it is not ``owner``'s any more (another thread took it, or the server
         ended it and it was dropped).
         """
@@ -315,7 +316,8 @@ class SchemaPool:
             if idle is None or idle.owner is not owner:
                 return False
             if (
-                self.size < self.max_size
+                not self.move  # a connection per database (PgBouncer's transaction mode)
+                or self.size < self.max_size
                 or any(other.key == key for other in self._idle.values())
                 or self._parked_on(key) is not None
             ):

@@ -4,6 +4,7 @@ import re
 import threading
 from collections.abc import Iterator
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import django
@@ -559,10 +560,13 @@ class TestMigrateSchemata:
         assert all(recorded(name) == ON_DISK for name in ("fresh1", "fresh2", "fresh3"))
 
     def test_an_interrupted_parallel_run_lets_running_schemas_finish(
-        self, monkeypatch: pytest.MonkeyPatch
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
         monkeypatch.setenv("SCHEMATA_TEST_INTERRUPT", "fresh1")
         monkeypatch.setenv("SCHEMATA_TEST_INTERRUPT_PARENT", "1")
+        # fresh2, in the other worker, waits for the interrupt: else it (and fresh3, fresh4)
+        # could finish before fresh1 reaches it on a busy machine.
+        monkeypatch.setenv("SCHEMATA_TEST_INTERRUPT_GATE", str(tmp_path / "sent"))
 
         with pytest.raises(CommandError) as excinfo:
             migrate_fresh(*FRESH, parallel=2)
@@ -574,6 +578,7 @@ class TestMigrateSchemata:
         assert recorded("fresh4") == set()
 
         monkeypatch.delenv("SCHEMATA_TEST_INTERRUPT")
+        monkeypatch.delenv("SCHEMATA_TEST_INTERRUPT_GATE")
         migrate_fresh(*FRESH, parallel=2)
 
         assert all(recorded(name) == ON_DISK for name in FRESH)
