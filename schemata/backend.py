@@ -194,9 +194,8 @@ class _SchemaWrapperMixin:
         handover = self._schemata_handover
         if handover is not None:
             self._schemata_handover = None
-            connection, was_on = handover
-            if was_on != key:
-                connection._schemata_move = move
+            connection = handover[0]
+            connection._schemata_move = move  # its own alias's path is another
             self._schemata_key = key
             self._schemata_opened = False
             return self._configured(connection)

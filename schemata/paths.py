@@ -245,11 +245,12 @@ def _first_word(query: str) -> str:
 def _explain(connection: Connection[Any], move: Move, message: str) -> None:
     """Raise ``SchemaUnavailable`` for a carried move whose check failed with ``message``."""
     if connection.pgconn.transaction_status == _IDLE:
-        settle(connection)  # what the path resolves to, as a move of its own reads it
-        return  # the schema came back meanwhile: the caller raises the original error
-    # In a failed transaction nothing more runs: the message names what is missing.
-    schema = move.expected[0]
-    move.verify([] if _ident(schema) in message else [schema])
+        # What the path resolves to, as a move of its own reads it. If the schema came back
+        # meanwhile, this returns and the caller raises the original error.
+        settle(connection)
+    else:  # a failed transaction runs nothing more: the message names what is missing
+        schema = move.expected[0]
+        move.verify([] if _ident(schema) in message else [schema])
 
 
 _cursor_classes: dict[type[Any], type[Any]] = {}
