@@ -116,6 +116,7 @@ class SchemataConnectionHandler(ConnectionHandler):
         schema = cast(SchemataDatabases, self.settings).schemas[alias]
         key = f"{settings['NAME']}:{path}"
         chosen: str | None = None
+        slot = -1
         for name, conn in aliases.items():  # the least recently used first
             if (
                 type(conn) is cls
@@ -123,9 +124,11 @@ class SchemataConnectionHandler(ConnectionHandler):
                 and conn.schema.base == schema.base  # type: ignore[attr-defined]
                 and conn.settings_dict["NAME"] == settings["NAME"]  # a move keeps its database
             ):
+                pool = conn.schemata_pool()  # type: ignore[attr-defined]
                 if chosen is None:
                     chosen = name
-                if conn.schemata_pool().in_slot(conn.connection, key):  # type: ignore[attr-defined]
+                    slot = pool.slot(key)
+                if pool.slot_of(conn.connection) == slot:
                     chosen = name
                     break
         if chosen is None:

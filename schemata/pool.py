@@ -200,14 +200,15 @@ class SchemaPool:
             else:
                 return self._open(open_new, move, path_on_open)
 
-    def _slot(self, key: str) -> int:
+    def slot(self, key: str) -> int:
+        """The slot of the schema on ``key``."""
         # crc32, not hash(): the same in every process, so tests can tell which slot is whose.
         return zlib.crc32(key.encode()) % self.max_size
 
     def _in_slot(self, connections: OrderedDict[int, _Idle], key: str) -> int:
         """Which of ``connections`` (idle or parked, oldest first) to move to ``key``: the
         one in its slot, else the oldest."""
-        slot = self._slot(key)
+        slot = self.slot(key)
         slots = self._slots
         return next((i for i in connections if slots.get(i) == slot), next(iter(connections)))
 
@@ -268,7 +269,7 @@ class SchemaPool:
             # The key's slot if no connection has it, else the first free one: a pool at its
             # cap has one connection per slot.
             taken = set(self._slots.values())
-            slot = self._slot(move.key)
+            slot = self.slot(move.key)
             if slot in taken:
                 slot = next((i for i in range(self.max_size) if i not in taken), slot)
             self._slots[id(connection)] = slot
@@ -296,9 +297,9 @@ class SchemaPool:
             self._parked[ident] = _Idle(connection, key, owner=owner)
             return True
 
-    def in_slot(self, connection: Connection[Any], key: str) -> bool:
-        """Whether ``connection`` has the slot of ``key``."""
-        return self._slots.get(id(connection)) == self._slot(key)
+    def slot_of(self, connection: Connection[Any]) -> int | None:
+        """The slot of ``connection`` (see the module's docstring)."""
+        return self._slots.get(id(connection))
 
     def hand_over(self, connection: Connection[Any], owner: object, key: str) -> bool | None:
         """Whether ``owner``, which parked ``connection``, may move it to ``key`` itself

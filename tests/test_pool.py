@@ -561,3 +561,22 @@ class TestHandOver:
 
         assert served("t01") == (on_t01, ["t01"])
         assert pool().stats.moved == moved
+
+    @override_settings(SCHEMATA_POOL={"max_size": 2, "timeout": 5})
+    def test_the_parked_connection_in_the_schemas_slot_is_moved_not_the_oldest(self) -> None:
+        from schemata.conf import conf
+
+        oldest, _ = served("t00")
+        newest, _ = served("t01")  # under the cap: a second connection, in the other slot
+        wrapper = connections["t01"]
+        slot = pool().slot_of(wrapper.connection)
+        del wrapper
+        database = connections["default"].settings_dict["NAME"]
+        name = next(
+            name
+            for name in (f"t{i:02}" for i in range(2, 64))
+            if pool().slot(f"{database}:{conf.databases.search_path(name)}") == slot
+        )
+
+        assert served(name) == (newest, [name])
+        assert served("t00") == (oldest, ["t00"])
