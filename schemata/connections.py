@@ -76,7 +76,7 @@ class SchemataConnectionHandler(ConnectionHandler):
         state = self._thread_state()
         aliases = state.aliases
         conn = None
-        if not settings["CONN_HEALTH_CHECKS"]:  # else the pool checks every hand-out
+        if not settings.get("CONN_HEALTH_CHECKS"):  # else the pool checks every hand-out
             conn = self._hand_over(aliases, wrapper, settings, alias, path)
         if conn is None:
             spare = state.spare

@@ -539,23 +539,17 @@ class TestHandOver:
         assert (other != pid, rows) == (True, ["t01"])
         assert served("t00") == (pid, ["t00"])
 
+    # Given back idle by another thread, or parked by it: on t01 either way.
+    @pytest.mark.parametrize("parked", [False, True])
     @override_settings(SCHEMATA_POOL={"max_size": 2, "timeout": 5})
-    def test_a_connection_already_on_the_schema_is_handed_out_instead(self) -> None:
-        def given_back() -> int:
-            pid = backend_pid("t01")
-            end_request()  # idle in the pool, on t01
+    def test_a_connection_already_on_the_schema_is_handed_out_instead(self, parked: bool) -> None:
+        def elsewhere() -> int:
+            pid = served("t01")[0] if parked else backend_pid("t01")
+            if not parked:
+                end_request()
             return pid
 
-        on_t01 = in_thread(given_back)
-        served("t00")
-        moved = pool().stats.moved
-
-        assert served("t01") == (on_t01, ["t01"])
-        assert pool().stats.moved == moved
-
-    @override_settings(SCHEMATA_POOL={"max_size": 2, "timeout": 5})
-    def test_another_threads_parked_connection_on_the_schema_is_taken_instead(self) -> None:
-        on_t01 = in_thread(lambda: served("t01"))[0]  # parked by that thread
+        on_t01 = in_thread(elsewhere)
         served("t00")
         moved = pool().stats.moved
 
