@@ -29,7 +29,7 @@ from psycopg.pq import TransactionStatus
 from schemata.conf import conf
 from schemata.databases import DERIVED_CACHE_SIZE, GUARD_SCHEMA, Schema
 from schemata.exceptions import SchemaUnavailable
-from schemata.paths import Move, PathServerCursor, path_cursor, settle
+from schemata.paths import Move, PathServerCursor, path_cursor, path_key, settle
 from schemata.pool import SchemaPool, get_pool
 
 #: What a schema wrapper overrides or relies on in Django's PostgreSQL wrapper.
@@ -202,7 +202,7 @@ class _SchemaWrapperMixin:
         opened: list[str] = []
 
         def open_new() -> Any:
-            opened.append(f"{database}:{opened_on.split()[0] if opened_on else move.path}")
+            opened.append(path_key(database, opened_on.split()[0] if opened_on else move.path))
             connection = opener(conn_params)
             connection.server_cursor_factory = PathServerCursor
             return connection
@@ -310,7 +310,7 @@ def _move(
 ) -> Move:
     """The move of a connection to ``schema``'s alias (its statement is built once)."""
     return Move(
-        key=f"{database}:{path}",
+        key=path_key(database, path),
         path=path,
         application_name=application_name,
         expected=[schema.name, GUARD_SCHEMA] if guarded else [schema.name],

@@ -14,6 +14,7 @@ from django.db.utils import ConnectionHandler, load_backend
 from schemata.conf import conf
 from schemata.databases import SchemataDatabases
 from schemata.exceptions import TransactionMismatch
+from schemata.paths import path_key
 
 #: The schema wrapper class of each ENGINE.
 _wrapper_classes: dict[str, type[BaseDatabaseWrapper]] = {}
@@ -114,7 +115,7 @@ class SchemataConnectionHandler(ConnectionHandler):
         ``SchemaPool.hand_over``).
         """
         schema = cast(SchemataDatabases, self.settings).schemas[alias]
-        key = f"{settings['NAME']}:{path}"
+        key = path_key(settings["NAME"], path)
         chosen: str | None = None
         slot = -1
         for name, conn in aliases.items():  # the least recently used first

@@ -96,6 +96,11 @@ class Move:
         )
 
 
+def path_key(database: str, path: str) -> str:
+    """What the pool knows a connection by: its database and search path."""
+    return f"{database}:{path}"
+
+
 def _ident(name: str) -> str:
     return f'"{name}"'
 
