@@ -67,6 +67,18 @@ def light_schemas(transactional_db: None) -> Iterator[tuple[str, ...]]:
     truncate()
 
 
+@pytest.fixture
+def limited_role(transactional_db: None) -> Iterator[str]:
+    """A login role with no privilege of its own, dropped after the test with its grants."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DROP ROLE IF EXISTS schemata_limited")
+        cursor.execute("CREATE ROLE schemata_limited LOGIN")
+    yield "schemata_limited"
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DROP OWNED BY schemata_limited")
+        cursor.execute("DROP ROLE schemata_limited")
+
+
 def drop_fresh() -> None:
     connections.close_all()
     with connections["default"].cursor() as cursor:

@@ -68,24 +68,17 @@ def test_a_missing_schema_keeps_failing_on_every_attempt() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_role_without_usage_on_its_schema_is_refused() -> None:
-    with connections["default"].cursor() as cursor:
-        cursor.execute("DROP ROLE IF EXISTS schemata_limited")
-        cursor.execute("CREATE ROLE schemata_limited LOGIN")
+def test_a_role_without_usage_on_its_schema_is_refused(limited_role: str) -> None:
     # A connection of the base's role, idle on alpha in the pool: never the limited role's.
     with schemata.override("alpha"):
         Note.objects.count()
     connections.release_idle()  # type: ignore[attr-defined]
-    settings = {**connections["alpha"].settings_dict, "USER": "schemata_limited"}
+    settings = {**connections["alpha"].settings_dict, "USER": limited_role}
     wrapper = SchemaWrapper(settings, alias="alpha")
 
-    try:
-        with pytest.raises(SchemaUnavailable, match="current_schema\\(\\) is None"):
-            wrapper.ensure_connection()
-        assert wrapper.connection is None
-    finally:
-        with connections["default"].cursor() as cursor:
-            cursor.execute("DROP ROLE schemata_limited")
+    with pytest.raises(SchemaUnavailable, match="current_schema\\(\\) is None"):
+        wrapper.ensure_connection()
+    assert wrapper.connection is None
 
 
 def test_schema_connections_open_on_their_search_path_without_public() -> None:

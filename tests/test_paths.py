@@ -182,14 +182,12 @@ def test_a_missing_schema_in_a_transaction_begun_with_psycopg_is_named() -> None
     assert pending(connection) is not None
 
 
-def test_a_schema_the_role_may_not_use_resolves_none_of_its_tables() -> None:
+def test_a_schema_the_role_may_not_use_resolves_none_of_its_tables(limited_role: str) -> None:
     with connections["default"].cursor() as cursor:
-        cursor.execute("DROP ROLE IF EXISTS schemata_limited")
-        cursor.execute("CREATE ROLE schemata_limited LOGIN")
-        cursor.execute("GRANT USAGE ON SCHEMA t00 TO schemata_limited")
-        cursor.execute("GRANT SELECT ON t00.testapp_note TO schemata_limited")
+        cursor.execute(f"GRANT USAGE ON SCHEMA t00 TO {limited_role}")
+        cursor.execute(f"GRANT SELECT ON t00.testapp_note TO {limited_role}")
     wrappers = [
-        SchemaWrapper({**connections[name].settings_dict, "USER": "schemata_limited"}, name)
+        SchemaWrapper({**connections[name].settings_dict, "USER": limited_role}, name)
         for name in ("t00", "t01")
     ]
     try:
@@ -216,9 +214,6 @@ def test_a_schema_the_role_may_not_use_resolves_none_of_its_tables() -> None:
     finally:
         for wrapper in wrappers:
             wrapper.close()
-        with connections["default"].cursor() as cursor:
-            cursor.execute("DROP OWNED BY schemata_limited")
-            cursor.execute("DROP ROLE schemata_limited")
 
 
 def test_the_cursor_shows_the_result_of_its_own_statement_only() -> None:
