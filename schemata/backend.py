@@ -85,9 +85,10 @@ class _SchemaWrapperMixin:
     _schemata_parked = False
     _schemata_token: object = None
     _schemata_aliases: dict[str, Any] | None = None
-    # A connection this thread parked, handed to this wrapper for its next connect(), and the
-    # key it is on (connections.SchemataConnectionHandler._hand_over).
-    _schemata_handover: tuple[Any, str | None] | None = None
+    # Set while the connection this thread parked and handed to this wrapper is still on the
+    # schema it served before (connections.SchemataConnectionHandler._hand_over): it moves at
+    # the wrapper's first use.
+    _schemata_handover = False
     close_at: float | None
     health_check_enabled: bool
 
@@ -127,8 +128,6 @@ class _SchemaWrapperMixin:
 
     def get_connection_params(self) -> dict[str, Any]:
         # Built on every connect() by Django, but used only when the pool opens a connection.
-        if self._schemata_handover is not None:
-            return {}
         params = self._schemata_params
         if params is None:
             params = self._schemata_params = super().get_connection_params()  # type: ignore[misc]
@@ -175,30 +174,12 @@ class _SchemaWrapperMixin:
         from schemata.connections import reclaim_idle
 
         opener = super().get_new_connection  # type: ignore[misc]
-        options = self.settings_dict["OPTIONS"]
         # A search path given in the alias's own options (a test's settings, say) is the one a
         # new connection keeps: it is kept for a schema only on that path, and not moved.
         opened_on = str(conn_params.get("options", "")).rpartition("search_path=")[2]
         database = self.settings_dict["NAME"]
-        move = self._schemata_move
-        if move is None:
-            move = self._schemata_move = _move(
-                self.schema,
-                self.alias,
-                database,
-                self._schemata_path,
-                options["application_name"],
-                bool(conf.SHARED_APPS),
-            )
+        move = self._schemata_path_move()
         key = move.key
-        handover = self._schemata_handover
-        if handover is not None:
-            self._schemata_handover = None
-            connection = handover[0]
-            connection._schemata_move = move  # its own alias's path is another
-            self._schemata_key = key
-            self._schemata_opened = False
-            return self._configured(connection)
         opened: list[str] = []
 
         def open_new() -> Any:
@@ -219,6 +200,33 @@ class _SchemaWrapperMixin:
         self._schemata_key = opened[-1] if opened else key
         self._schemata_opened = bool(opened)
         return self._configured(connection)
+
+    def _schemata_path_move(self) -> Move:
+        """The move of a connection to this wrapper's alias."""
+        move = self._schemata_move
+        if move is None:
+            move = self._schemata_move = _move(
+                self.schema,
+                self.alias,
+                self.settings_dict["NAME"],
+                self._schemata_path,
+                self.settings_dict["OPTIONS"]["application_name"],
+                bool(conf.SHARED_APPS),
+            )
+        return move
+
+    def schemata_take_over(self) -> None:
+        """Serve this wrapper's (new) alias with the connection it kept, which another alias of
+        this thread parked: it moves at the first use, and goes back on its old schema if that
+        never comes.
+
+        Instead of Django's ``connect()``: what that resets is already so for a connection
+        parked outside a transaction, and the connection keeps its session state as any
+        connection from the pool does (``connection_created`` is not sent again).
+        """
+        self._schemata_handover = True
+        self.errors_occurred = False
+        self.closed_in_transaction = False
 
     def _configured(self, connection: Any) -> Any:
         from psycopg import IsolationLevel
@@ -258,12 +266,19 @@ class _SchemaWrapperMixin:
             # in the handler's map are parked, and the handler gave each its map.
             aliases = cast(dict[str, Any], self._schemata_aliases)
             aliases[self.alias] = aliases.pop(self.alias, self)
+        if self._schemata_handover:
+            self._schemata_handover = False
+            if self.connection is not None:  # else taken while parked: the pool hands out one
+                move = self._schemata_path_move()
+                self.connection._schemata_move = move  # its old alias's path is another
+                self._schemata_key = move.key
         super().ensure_connection()  # type: ignore[misc]
 
     def close_if_unusable_or_obsolete(self) -> None:
         # Django's walk at each request's start and end: a parked connection is the pool's
-        # to check when its wrapper next uses it.
-        if not self._schemata_parked:
+        # to check when its wrapper next uses it, and one handed over was checked by the pool
+        # (its get_autocommit() would count as a use).
+        if not (self._schemata_parked or self._schemata_handover):
             super().close_if_unusable_or_obsolete()  # type: ignore[misc]
 
     def schemata_park(self) -> bool:
@@ -285,15 +300,10 @@ class _SchemaWrapperMixin:
         self._schemata_parked = self.schemata_pool().park(connection, key, self._schemata_token)
         return self._schemata_parked
 
-    def close(self) -> None:
-        handover = self._schemata_handover
-        if handover is not None:  # never connected: give it back, on the path it is on
-            self._schemata_handover = None
-            self.schemata_pool().release(*handover)
-        super().close()  # type: ignore[misc]
-
     def _close(self) -> None:
-        # Django's close() calls this only with a connection.
+        # Django's close() calls this only with a connection. One handed over and never used
+        # goes back on the schema it is on (the key still says which).
+        self._schemata_handover = False
         connection, self.connection = self.connection, None
         key, self._schemata_key = self._schemata_key, None
         if self._schemata_parked:

@@ -144,16 +144,14 @@ class SchemataConnectionHandler(ConnectionHandler):
         if outcome is None:
             return None  # still parked: the pool hands out another
         conn._schemata_parked = False  # type: ignore[attr-defined]
-        handed = (conn.connection, conn._schemata_key)  # type: ignore[attr-defined]
-        conn.connection = None
-        conn._schemata_key = None  # type: ignore[attr-defined]
         if not outcome:
-            return None  # taken by another thread, or ended by the server: not ours to give
+            # Taken by another thread, or ended by the server: not ours to give.
+            conn.connection = None
+            conn._schemata_key = None  # type: ignore[attr-defined]
+            return None
         del self[chosen]
         conn.retarget(settings, alias, path)  # type: ignore[attr-defined]
-        # Django's connect() takes it at first use, without the pool; close() gives it back
-        # if that never comes.
-        conn._schemata_handover = handed  # type: ignore[attr-defined]
+        conn.schemata_take_over()  # type: ignore[attr-defined]
         return conn
 
     def __setitem__(self, alias: str, conn: BaseDatabaseWrapper) -> None:

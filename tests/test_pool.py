@@ -511,6 +511,16 @@ class TestHandOver:
         assert served("t00") == (pid, ["t00"])
         assert pool().stats.kept == kept + 1  # still on t00: no move
 
+    def test_a_handed_over_connection_another_thread_took_meanwhile_is_left_to_it(self) -> None:
+        pid, _ = served("t00")
+        request_started.send(sender=None)
+        connections["t01"]  # handed the parked connection, never used, parked again
+        request_finished.send(sender=None)
+        assert in_thread(lambda: served("t02")) == (pid, ["t02"])  # taken at the cap
+
+        assert served("t01") == (pid, ["t01"])
+        assert pool().size == 1
+
     def test_a_connection_the_server_ended_while_parked_is_replaced(self) -> None:
         pid, _ = served("t00")
         with connections["default"].cursor() as cursor:
