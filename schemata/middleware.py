@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
 from django.db import transaction
 from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase, StreamingHttpResponse
@@ -85,12 +86,58 @@ class SchemataMiddleware:
             transaction.set_rollback(True, using=request.schema.alias)  # type: ignore[attr-defined]
 
 
+class _KnownHosts:
+    """Host headers that passed ``get_host()`` and name one of the settings' domains, with
+    their schema: a request on one skips the header's parsing and the ALLOWED_HOSTS patterns.
+
+    True only of the settings it was filled under: ``fresh()`` compares them at each request
+    (a list changed in place too), and a new one is started when they differ, or when full (a
+    client can send many spellings of one host).
+    """
+
+    __slots__ = ("databases", "allowed", "debug", "schemas")
+
+    def __init__(self, databases: object, allowed: list[str], debug: bool) -> None:
+        self.databases = databases
+        self.allowed = list(allowed)
+        self.debug = debug
+        self.schemas: dict[str, Schema] = {}
+
+    def fresh(self, databases: object) -> bool:
+        return (
+            self.databases is databases
+            and self.allowed == settings.ALLOWED_HOSTS
+            and self.debug == settings.DEBUG
+        )
+
+
+_known = _KnownHosts(None, [], False)
+KNOWN_HOSTS = 10_000
+
+
 def schema_for_request(request: HttpRequest) -> Schema:
     """Find, and set as ``request.schema``, the schema of the request's host, or raise 404."""
+    global _known
+
+    databases = conf.databases
+    header: str | None = None
+    # The Host header, when it is all that get_host() reads (not another header, nor a
+    # request class's own rules).
+    if not settings.USE_X_FORWARDED_HOST and type(request).get_host is HttpRequest.get_host:
+        header = request.META.get("HTTP_HOST")
+    known = _known
+    fresh = known.fresh(databases)
+    schema = known.schemas.get(header) if header is not None and fresh else None
+    if schema is not None:
+        request.schema = schema  # type: ignore[attr-defined]
+        return schema
     # get_host() validates against ALLOWED_HOSTS first.
     host = normalize_host(request.get_host())
-    databases = conf.databases
     schema = databases.domains.get(host)
+    if schema is not None and header is not None:
+        if not fresh or len(known.schemas) >= KNOWN_HOSTS:
+            known = _known = _KnownHosts(databases, settings.ALLOWED_HOSTS, settings.DEBUG)
+        known.schemas[header] = schema
     if schema is None:
         # Settings' hosts never get here: they cost no SQL, ever.
         schema = registry.schema_for_host(host)

@@ -8,12 +8,14 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.sessions.models import Session
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.wsgi import WSGIRequest
 from django.db import connections
 from django.http import HttpRequest, HttpResponse
 from django.test import AsyncClient, AsyncRequestFactory, Client, RequestFactory, override_settings
 
 import schemata
-from schemata import expand_databases, get_current_schema
+from schemata import expand_databases, get_current_schema, middleware
 from schemata.middleware import SchemataMiddleware
 from tests.testapp.models import Note
 
@@ -126,6 +128,85 @@ def test_a_host_outside_allowed_hosts_gets_a_400() -> None:
     response = Client().get("/", HTTP_HOST="evil.test")
 
     assert response.status_code == 400
+
+
+class TestKnownHosts:
+    """A Host header that passed get_host() once is not parsed again, while the settings
+    get_host() reads stay as they were."""
+
+    @pytest.fixture
+    def parsed(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        """The hosts get_host() returned (it is Django's own, counted)."""
+        hosts: list[str] = []
+        get_host = HttpRequest.get_host
+
+        def counted(request: HttpRequest) -> str:
+            hosts.append(get_host(request))
+            return hosts[-1]
+
+        monkeypatch.setattr(HttpRequest, "get_host", counted)
+        monkeypatch.setattr(middleware, "_known", middleware._KnownHosts(None, [], False))
+        return hosts
+
+    def serve(self, host: str, forwarded: str | None = None) -> bytes:
+        request = RequestFactory().get("/", HTTP_HOST=host)
+        if forwarded is not None:
+            request.META["HTTP_X_FORWARDED_HOST"] = forwarded
+        return SchemataMiddleware(echo)(request).content  # type: ignore[no-any-return]
+
+    def test_a_host_served_before_is_not_parsed_again(self, parsed: list[str]) -> None:
+        assert [self.serve("Alpha.example.com:8000") for _ in range(3)] == [b"alpha/alpha"] * 3
+
+        assert parsed == ["Alpha.example.com:8000"]
+
+    def test_a_host_taken_out_of_allowed_hosts_is_refused(self, parsed: list[str]) -> None:
+        self.serve(ALPHA)
+
+        with override_settings(ALLOWED_HOSTS=[BETA]), pytest.raises(DisallowedHost):
+            self.serve(ALPHA)
+
+    def test_allowed_hosts_changed_in_place_is_seen(self, parsed: list[str]) -> None:
+        with override_settings(ALLOWED_HOSTS=[".example.com"]):
+            self.serve(ALPHA)
+            settings.ALLOWED_HOSTS.remove(".example.com")
+            settings.ALLOWED_HOSTS.append(BETA)
+
+            with pytest.raises(DisallowedHost):
+                self.serve(ALPHA)
+
+    def test_a_forwarded_host_is_read_at_every_request(self, parsed: list[str]) -> None:
+        with override_settings(USE_X_FORWARDED_HOST=True):
+            assert self.serve(ALPHA) == b"alpha/alpha"
+            assert self.serve(ALPHA, forwarded=BETA) == b"beta/beta"
+
+        assert parsed == [ALPHA, BETA]
+
+    def test_a_request_class_with_its_own_get_host_is_asked_every_time(
+        self, parsed: list[str]
+    ) -> None:
+        class Forwarded(WSGIRequest):
+            def get_host(self) -> str:
+                return str(self.META["HTTP_X_ORIGINAL_HOST"])
+
+        served = []
+        for original in (ALPHA, BETA):  # the Host header says alpha both times
+            request = Forwarded(RequestFactory().get("/", HTTP_HOST=ALPHA).environ)
+            request.META["HTTP_X_ORIGINAL_HOST"] = original
+            served.append(SchemataMiddleware(echo)(request).content)
+
+        assert served == [b"alpha/alpha", b"beta/beta"]
+
+    def test_the_hosts_kept_are_bounded(
+        self, parsed: list[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(middleware, "KNOWN_HOSTS", 2)
+
+        for port in range(5):
+            assert self.serve(f"{ALPHA}:{port}") == b"alpha/alpha"
+
+        assert len(middleware._known.schemas) <= 2
+        assert self.serve(f"{ALPHA}:4") == b"alpha/alpha"
+        assert len(parsed) == 5  # the last spelling is still known
 
 
 @override_settings(SCHEMATA_FALLBACK_SCHEMA="beta")
