@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-if TYPE_CHECKING:
-    from schemata.databases import SchemataDatabases
+from schemata.databases import SchemataDatabases
 
 
 class PoolSettings(NamedTuple):
@@ -59,8 +58,6 @@ class Settings:
     @property
     def databases(self) -> SchemataDatabases:
         """``DATABASES``, which must come from ``expand_databases()``."""
-        from schemata.databases import SchemataDatabases
-
         databases = settings.DATABASES
         if not isinstance(databases, SchemataDatabases):
             raise ImproperlyConfigured(

@@ -43,7 +43,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
@@ -166,7 +166,7 @@ class PathCursorMixin:
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         connection = self._conn
-        move = pending(connection)
+        move: Move | None = getattr(connection, "_schemata_move", None)  # pending(), inlined
         if move is None:
             return super().execute(query, params, **kwargs)  # type: ignore[misc]
         if connection._pipeline is not None:
@@ -188,7 +188,12 @@ class PathCursorMixin:
             return super().execute(query, params, **kwargs)  # type: ignore[misc]
         # Added to the statement as sent (_execute_send), not to the query: psycopg parses a
         # query once and caches it by its text, which would then differ for every schema.
+        # Psycopg's two methods are shadowed for this statement only: other statements run
+        # them without a frame of ours.
         self._schemata_prefix = move.encoded
+        shadowed = self.__dict__
+        shadowed["_execute_send"] = self._prefixed_send
+        shadowed["_set_results"] = self._own_results
         try:
             super().execute(query, params, **kwargs)  # type: ignore[misc]
         except psycopg.Error as error:
@@ -196,23 +201,20 @@ class PathCursorMixin:
                 _explain(connection, move, str(error))
             raise
         finally:
+            del shadowed["_execute_send"], shadowed["_set_results"]
             self._schemata_prefix = None
             _unprefix(self._query, move.encoded)
         if status == _IDLE:  # autocommit: the statement's implicit transaction committed
             connection._schemata_move = None  # type: ignore[attr-defined]
         return self
 
-    def _set_results(self, results: list[Any]) -> None:
+    def _own_results(self, results: list[Any]) -> None:
         # The caller sees its own statement's result only, as if sent alone.
-        if self._schemata_prefix is not None:
-            results = results[_MOVE_RESULTS:]
-        super()._set_results(results)  # type: ignore[misc]
+        type(self)._set_results(self, results[_MOVE_RESULTS:])  # type: ignore[attr-defined]
 
-    def _execute_send(self, query: Any, **kwargs: Any) -> None:
-        prefix = self._schemata_prefix
-        if prefix is not None:
-            query.query = prefix + query.query
-        super()._execute_send(query, **kwargs)  # type: ignore[misc]
+    def _prefixed_send(self, query: Any, **kwargs: Any) -> None:
+        query.query = cast(bytes, self._schemata_prefix) + query.query
+        type(self)._execute_send(self, query, **kwargs)  # type: ignore[attr-defined]
 
     def executemany(self, *args: Any, **kwargs: Any) -> Any:
         settle(self._conn)

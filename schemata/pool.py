@@ -83,7 +83,9 @@ class SchemaPool:
         self.move = move
         self.stats = Stats()
         self.closed = False  # set when settings change: a new pool takes over
-        self._cond = threading.Condition()
+        # A plain lock: entered without a Python frame, at every hand-out, park and claim-back.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         # Least recently given back first; a connection appears here only while idle.
         self._idle: OrderedDict[int, _Idle] = OrderedDict()
         self._in_use: dict[int, Connection[Any]] = {}
@@ -116,7 +118,7 @@ class SchemaPool:
         deadline = time.monotonic() + self.timeout
         reclaimed = False
         while True:
-            with self._cond:
+            with self._lock:
                 kept = self._take(key)
                 candidate: _Idle | None = None
                 if kept is not None:
@@ -182,7 +184,7 @@ class SchemaPool:
                     continue
             if kept is not None:  # CONN_HEALTH_CHECKS: one round trip, outside the lock
                 healthy = _responds(kept)
-                with self._cond:
+                with self._lock:
                     if healthy:
                         self.stats.kept += 1
                         return kept
@@ -240,14 +242,14 @@ class SchemaPool:
             if health_check:  # moved now: the round trip proves it alive, as a ping would
                 settle(connection)
         except pg_errors.Error:
-            with self._cond:
+            with self._lock:
                 self._in_use.pop(id(connection), None)
                 self._discard(connection)
             return None
         except BaseException:
             self.release(connection, None)  # on an unusable path: moved before its next use
             raise
-        with self._cond:
+        with self._lock:
             self.stats.moved += 1
         return connection
 
@@ -258,11 +260,11 @@ class SchemaPool:
             connection = open_new()
             connection.autocommit = True  # so that the check below opens no transaction
         except BaseException:
-            with self._cond:
+            with self._lock:
                 self._opening -= 1
                 self._cond.notify()
             raise
-        with self._cond:
+        with self._lock:
             self._opening -= 1
             self._in_use[id(connection)] = connection
             self.stats.opened += 1
@@ -281,7 +283,7 @@ class SchemaPool:
                 row = connection.execute("SELECT current_schemas(false)").fetchone()
                 move.verify(row[0] if row else [])
         except BaseException:
-            with self._cond:
+            with self._lock:
                 self._in_use.pop(id(connection), None)
                 self._discard(connection)
             raise
@@ -290,7 +292,7 @@ class SchemaPool:
     def park(self, connection: Connection[Any], key: str, owner: object) -> bool:
         """Leave ``connection`` with ``owner`` (its wrapper's token for this parking) until
         its next use; say whether it may (not while another thread waits for one)."""
-        with self._cond:
+        with self._lock:
             ident = id(connection)
             if self._waiting or self.closed or ident not in self._in_use:
                 return False
@@ -311,7 +313,7 @@ class SchemaPool:
         ``False``: no, it is not ``owner``'s any more (another thread took it, or the server
         ended it and it was dropped).
         """
-        with self._cond:
+        with self._lock:
             ident = id(connection)
             idle = self._parked.get(ident)
             if idle is None or idle.owner is not owner:
@@ -334,7 +336,7 @@ class SchemaPool:
     def unpark(self, connection: Connection[Any], owner: object) -> bool:
         """Whether ``owner``, which parked ``connection``, may use it again: not when another
         thread took it meanwhile (and perhaps parked it in turn), nor when the server ended it."""
-        with self._cond:
+        with self._lock:
             idle = self._parked.get(id(connection))
             if idle is None or idle.owner is not owner:
                 return False  # taken: the taker owns it now
@@ -356,7 +358,7 @@ class SchemaPool:
                 usable = False
         if usable and not connection.autocommit:
             connection.autocommit = True
-        with self._cond:
+        with self._lock:
             ident = id(connection)
             if self._in_use.pop(ident, None) is None:
                 # A pool made anew since (settings changed) does not count it: close it,
@@ -381,7 +383,7 @@ class SchemaPool:
 
     def close(self) -> None:
         """Close every idle and parked connection; those in use are closed when given back."""
-        with self._cond:
+        with self._lock:
             while self._idle:
                 self._discard(self._idle.popitem()[1].connection)
             while self._parked:
@@ -394,7 +396,7 @@ class SchemaPool:
 
         They belong to the parent; closing them here would end the parent's sessions.
         """
-        with self._cond:
+        with self._lock:
             _inherited.extend(idle.connection for idle in self._idle.values())
             _inherited.extend(self._in_use.values())
             self._idle.clear()
