@@ -118,6 +118,7 @@ class SchemataConnectionHandler(ConnectionHandler):
         key = path_key(settings["NAME"], path)
         chosen: str | None = None
         slot = -1
+        slots: dict[int, int] = {}
         for name, conn in aliases.items():  # the least recently used first
             if (
                 type(conn) is cls
@@ -125,11 +126,12 @@ class SchemataConnectionHandler(ConnectionHandler):
                 and conn.schema.base == schema.base  # type: ignore[attr-defined]
                 and conn.settings_dict["NAME"] == settings["NAME"]  # a move keeps its database
             ):
-                pool = conn.schemata_pool()  # type: ignore[attr-defined]
                 if chosen is None:
                     chosen = name
+                    pool = conn.schemata_pool()  # type: ignore[attr-defined]
                     slot = pool.slot(key)
-                if pool.slot_of(conn.connection) == slot:
+                    slots = pool.slots
+                if slots.get(id(conn.connection)) == slot:
                     chosen = name
                     break
         if chosen is None:

@@ -299,9 +299,10 @@ class SchemaPool:
             self._parked[ident] = _Idle(connection, key, owner=owner)
             return True
 
-    def slot_of(self, connection: Connection[Any]) -> int | None:
-        """The slot of ``connection`` (see the module's docstring)."""
-        return self._slots.get(id(connection))
+    @property
+    def slots(self) -> dict[int, int]:
+        """The slot of each connection, by ``id()`` (see the module's docstring); read-only."""
+        return self._slots
 
     def hand_over(self, connection: Connection[Any], owner: object, key: str) -> bool | None:
         """Whether ``owner``, which parked ``connection``, may move it to ``key`` itself

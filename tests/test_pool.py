@@ -573,7 +573,7 @@ class TestHandOver:
         oldest, _ = served("t00")
         newest, _ = served("t01")  # under the cap: a second connection, in the other slot
         wrapper = connections["t01"]
-        slot = pool().slot_of(wrapper.connection)
+        slot = pool().slots[id(wrapper.connection)]
         del wrapper
         database = connections["default"].settings_dict["NAME"]
         name = next(
