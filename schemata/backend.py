@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.utils import load_backend
 from psycopg.pq import TransactionStatus
 
 from schemata.conf import conf
@@ -43,32 +44,34 @@ REQUIRED = (
     "client_class",
 )
 
-_classes: dict[type[BaseDatabaseWrapper], type[BaseDatabaseWrapper]] = {}
 
-
+@cache
 def schema_wrapper(base: type[BaseDatabaseWrapper]) -> type[BaseDatabaseWrapper]:
     """The schema alias wrapper class derived from the base alias's wrapper class ``base``."""
-    cls = _classes.get(base)
-    if cls is None:
-        missing = [name for name in REQUIRED if not hasattr(base, name)]
-        if missing:
-            raise ImproperlyConfigured(
-                f"{base.__module__}.{base.__qualname__} has no {', '.join(missing)}: this "
-                f"Django release or database engine is not one django-schemata supports."
-            )
-        introspection = type(
-            f"Schema{base.introspection_class.__name__}",
-            (SchemaIntrospection, base.introspection_class),
-            {},
+    missing = [name for name in REQUIRED if not hasattr(base, name)]
+    if missing:
+        raise ImproperlyConfigured(
+            f"{base.__module__}.{base.__qualname__} has no {', '.join(missing)}: this "
+            f"Django release or database engine is not one django-schemata supports."
         )
-        client = type(f"Schema{base.client_class.__name__}", (SchemaClient, base.client_class), {})
-        cls = type(
-            f"Schema{base.__name__}",
-            (_SchemaWrapperMixin, base),
-            {"introspection_class": introspection, "client_class": client},
-        )
-        _classes[base] = cls
-    return cls
+    introspection = type(
+        f"Schema{base.introspection_class.__name__}",
+        (SchemaIntrospection, base.introspection_class),
+        {},
+    )
+    client = type(f"Schema{base.client_class.__name__}", (SchemaClient, base.client_class), {})
+    return type(
+        f"Schema{base.__name__}",
+        (_SchemaWrapperMixin, base),
+        {"introspection_class": introspection, "client_class": client},
+    )
+
+
+@cache
+def engine_wrapper(engine: str) -> type[BaseDatabaseWrapper]:
+    """The schema alias wrapper class of ``ENGINE`` ``engine`` (read once: importing the
+    engine's module again costs a microsecond, at every new schema connection object)."""
+    return schema_wrapper(load_backend(engine).DatabaseWrapper)
 
 
 class _SchemaWrapperMixin:

@@ -9,15 +9,14 @@ from typing import Any, cast
 from asgiref.local import Local
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.utils import ConnectionHandler, load_backend
+from django.db.utils import ConnectionHandler
 
+from schemata.backend import engine_wrapper
 from schemata.conf import conf
 from schemata.databases import SchemataDatabases
 from schemata.exceptions import TransactionMismatch
 from schemata.paths import path_key
 
-#: The schema wrapper class of each ENGINE.
-_wrapper_classes: dict[str, type[BaseDatabaseWrapper]] = {}
 #: Unused schema wrappers a thread keeps, to serve other schemas without making new ones.
 SPARE_WRAPPERS = 4
 
@@ -66,14 +65,7 @@ class SchemataConnectionHandler(ConnectionHandler):
         if not self._is_schema_alias(alias):
             return super().create_connection(alias)
         settings, path = cast(SchemataDatabases, self.settings).settings_and_path(alias)
-        engine = settings["ENGINE"]
-        wrapper = _wrapper_classes.get(engine)
-        if wrapper is None:  # importing the engine's module again costs a microsecond
-            from schemata.backend import schema_wrapper
-
-            wrapper = _wrapper_classes[engine] = schema_wrapper(
-                load_backend(engine).DatabaseWrapper
-            )
+        wrapper = engine_wrapper(settings["ENGINE"])
         state = self._thread_state()
         aliases = state.aliases
         conn = None
