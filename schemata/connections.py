@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from asgiref.local import Local
@@ -43,6 +43,7 @@ class SchemataConnectionHandler(ConnectionHandler):
     """
 
     _schemata_local: Local
+    _connections: Local  # Django's thread-local storage of the connection objects
 
     def _schema_aliases(self) -> dict[str, BaseDatabaseWrapper]:
         """This thread's schema aliases that have a connection object, oldest use first, with
@@ -143,7 +144,8 @@ class SchemataConnectionHandler(ConnectionHandler):
             conn.connection = None
             conn._schemata_key = None  # type: ignore[attr-defined]
             return None
-        del self[chosen]
+        delattr(self._connections, chosen)  # del self[chosen], with the map at hand
+        del aliases[chosen]
         conn.retarget(settings, alias, path)  # type: ignore[attr-defined]
         conn.schemata_take_over()  # type: ignore[attr-defined]
         return conn
@@ -162,7 +164,15 @@ class SchemataConnectionHandler(ConnectionHandler):
     def all(self, initialized_only: bool = False) -> list[BaseDatabaseWrapper]:
         # Called as Django calls it: code that replaces all() (Django's own tests do) may not
         # take the keyword.
-        listed = super().all(initialized_only=True) if initialized_only else super().all()
+        if initialized_only:
+            # Django's reads each listed alias twice from its thread-local storage (hasattr,
+            # then getattr): once here. Three such walks a request.
+            local = self._connections
+            listed: Sequence[BaseDatabaseWrapper] = [
+                conn for alias in self if (conn := getattr(local, alias, None)) is not None
+            ]
+        else:
+            listed = super().all()
         return [*listed, *self._schema_aliases().values()]
 
     def close_all(self) -> None:

@@ -149,6 +149,17 @@ def test_a_thread_serving_many_schemas_reuses_a_few_wrappers() -> None:
     assert made <= 10 + SPARE_WRAPPERS + 1
 
 
+def test_the_walk_lists_the_listed_and_schema_connections_this_thread_made() -> None:
+    def scenario() -> tuple[list[str], list[str]]:
+        before = [conn.alias for conn in connections.all(initialized_only=True)]
+        connections["default"]
+        connections["t04"]
+        after = [conn.alias for conn in connections.all(initialized_only=True)]
+        return before, after
+
+    assert in_thread(scenario) == ([], ["default", "t04"])
+
+
 def test_open_schema_connections_are_kept_between_requests() -> None:
     def scenario() -> bool:
         with schemata.override("t02"):
