@@ -1,6 +1,7 @@
 """Throughput and server connections behind gunicorn: plain Django, schemata, django-tenants.
 
 Usage: python benchmarks/connections.py [--sizes 10,300,1000] [--duration 5] [--runs 3]
+       [--kinds schemata,tenants] [--max-ages 0,60] [--baseline OTHER_CHECKOUT]
 
 The same shop (benchmarks/shop/) runs under each configuration in gunicorn (2 sync workers,
 then 2 gthread workers x 4 threads), and wrk sends it requests whose Host goes uniformly at
@@ -65,10 +66,12 @@ class Config:
     peak: int = 0  # most server connections one worker process held at once
     peak_total: int = 0
     pool: dict[str, int] = field(default_factory=dict)
+    root: Path = ROOT  # the checkout served (--baseline: another one)
 
     @property
     def label(self) -> str:
-        return f"{self.kind}-{self.n}-{self.max_age}-{self.worker_class}"
+        baseline = "-baseline" if self.root != ROOT else ""
+        return f"{self.kind}{baseline}-{self.n}-{self.max_age}-{self.worker_class}"
 
     def start(self, log: Path) -> None:
         self.port = free_port()
@@ -79,7 +82,7 @@ class Config:
             "SHOP_TENANTS": str(self.n),
             "SHOP_CONN_MAX_AGE": str(self.max_age),
             "SHOP_LABEL": self.label,
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(self.root),
         }
         command = [
             str(VENV / "bin" / "gunicorn"), "benchmarks.shop.wsgi:application",
@@ -90,7 +93,7 @@ class Config:
             command.append(f"--threads={THREADS}")
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                command, cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT
             )
 
     def get(self, host: str, path: str = "/") -> tuple[int, bytes]:
@@ -310,7 +313,7 @@ def table(configs: list[Config], plain: Config) -> list[str]:
         pool = config.pool
         rows.append(
             [
-                LABELS[config.kind],
+                LABELS[config.kind] + (" (baseline)" if config.root != ROOT else ""),
                 "-" if config.kind == "plain" else f"{config.n:,}",
                 str(config.max_age),
                 f"{median:,.0f}",
@@ -363,11 +366,13 @@ def parent(args: argparse.Namespace, url: str) -> None:
             )
         for worker_class in args.worker_classes:
             configs = [Config("plain", args.sizes[0], 60, worker_class, databases[args.sizes[0]])]
+            roots = [ROOT, *([args.baseline] if args.baseline else [])]
             configs += [
-                Config(kind, n, max_age, worker_class, databases[n])
-                for kind in ("schemata", "tenants")
+                Config(kind, n, max_age, worker_class, databases[n], root=root)
+                for kind in args.kinds
+                for root in (roots if kind == "schemata" else [ROOT])
                 for n in args.sizes
-                for max_age in (0, 60)
+                for max_age in args.max_ages
             ]
             title = f"gunicorn {worker_class}" + (
                 f" {WORKERS} x {THREADS}" if worker_class == "gthread" else f" x {WORKERS}"
@@ -405,6 +410,24 @@ def main() -> None:
         type=lambda s: s.split(","),
         default=["sync", "gthread"],
         help="gunicorn worker classes, comma-separated (default: sync,gthread)",
+    )
+    parser.add_argument(
+        "--kinds",
+        type=lambda s: [kind for kind in s.split(",") if kind != "plain"],
+        default=["schemata", "tenants"],
+        help="what runs beside plain Django, comma-separated (default: schemata,tenants)",
+    )
+    parser.add_argument(
+        "--max-ages",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[0, 60],
+        help="CONN_MAX_AGE values, comma-separated (default: 0,60)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=lambda s: Path(s).resolve(),
+        help="another checkout of django-schemata (a git worktree of an older commit, say), "
+        "served in turn with this one, in rows of its own",
     )
     parser.add_argument("--setup", nargs=2, metavar=("N", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
