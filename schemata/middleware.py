@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+import copy
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -97,9 +98,9 @@ class _KnownHosts:
 
     __slots__ = ("databases", "allowed", "debug", "schemas")
 
-    def __init__(self, databases: object, allowed: list[str], debug: bool) -> None:
+    def __init__(self, databases: object, allowed: Sequence[str], debug: bool) -> None:
         self.databases = databases
-        self.allowed = list(allowed)
+        self.allowed = copy.copy(allowed)  # of the same type: a tuple equals no list
         self.debug = debug
         self.schemas: dict[str, Schema] = {}
 

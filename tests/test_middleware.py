@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -154,9 +154,14 @@ class TestKnownHosts:
             request.META["HTTP_X_FORWARDED_HOST"] = forwarded
         return SchemataMiddleware(echo)(request).content  # type: ignore[no-any-return]
 
-    def test_a_host_served_before_is_not_parsed_again(self, parsed: list[str]) -> None:
-        assert [self.serve("Alpha.example.com:8000") for _ in range(3)] == [b"alpha/alpha"] * 3
+    @pytest.mark.parametrize("allowed", [[".example.com"], (".example.com",)])
+    def test_a_host_served_before_is_not_parsed_again(
+        self, parsed: list[str], allowed: Sequence[str]
+    ) -> None:
+        with override_settings(ALLOWED_HOSTS=allowed):
+            served = [self.serve("Alpha.example.com:8000") for _ in range(3)]
 
+        assert served == [b"alpha/alpha"] * 3
         assert parsed == ["Alpha.example.com:8000"]
 
     def test_a_host_taken_out_of_allowed_hosts_is_refused(self, parsed: list[str]) -> None:
