@@ -43,7 +43,8 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, cast
+from functools import partial
+from typing import Any
 
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
@@ -161,8 +162,6 @@ class PathCursorMixin:
     _query: Any
     #: Whether the cursor binds parameters client-side, so sends a string of statements.
     _simple = True
-    #: The move to send in front of the statement being sent.
-    _schemata_prefix: bytes | None = None
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         connection = self._conn
@@ -190,9 +189,8 @@ class PathCursorMixin:
         # query once and caches it by its text, which would then differ for every schema.
         # Psycopg's two methods are shadowed for this statement only: other statements run
         # them without a frame of ours.
-        self._schemata_prefix = move.encoded
         shadowed = self.__dict__
-        shadowed["_execute_send"] = self._prefixed_send
+        shadowed["_execute_send"] = partial(self._prefixed_send, move.encoded)
         shadowed["_set_results"] = self._own_results
         try:
             super().execute(query, params, **kwargs)  # type: ignore[misc]
@@ -202,7 +200,6 @@ class PathCursorMixin:
             raise
         finally:
             del shadowed["_execute_send"], shadowed["_set_results"]
-            self._schemata_prefix = None
             _unprefix(self._query, move.encoded)
         if status == _IDLE:  # autocommit: the statement's implicit transaction committed
             connection._schemata_move = None  # type: ignore[attr-defined]
@@ -212,8 +209,8 @@ class PathCursorMixin:
         # The caller sees its own statement's result only, as if sent alone.
         type(self)._set_results(self, results[_MOVE_RESULTS:])  # type: ignore[attr-defined]
 
-    def _prefixed_send(self, query: Any, **kwargs: Any) -> None:
-        query.query = cast(bytes, self._schemata_prefix) + query.query
+    def _prefixed_send(self, prefix: bytes, query: Any, **kwargs: Any) -> None:
+        query.query = prefix + query.query
         type(self)._execute_send(self, query, **kwargs)  # type: ignore[attr-defined]
 
     def executemany(self, *args: Any, **kwargs: Any) -> Any:
