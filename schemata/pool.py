@@ -122,10 +122,8 @@ class SchemaPool:
                 kept = self._take(key)
                 candidate: _Idle | None = None
                 if kept is not None:
-                    if not health_check:
-                        self.stats.kept += 1
-                        return kept
-                    action = "check"
+                    self.stats.kept += 1
+                    action = "keep"
                 elif self.size < self.max_size:
                     # Under the cap a schema gets a connection of its own: the pool then keeps
                     # up to max_size schemas' connections ready, and moves only past that.
@@ -134,14 +132,10 @@ class SchemaPool:
                 elif (ident := self._parked_on(key)) is not None:
                     # Another thread's parked connection already on this schema: no statement,
                     # better than moving an idle one.
-                    candidate = self._parked.pop(ident)
+                    kept = self._parked.pop(ident).connection
                     self.stats.taken += 1
-                    if _terminated(candidate.connection):
-                        self._in_use.pop(id(candidate.connection), None)
-                        self._discard(candidate.connection)
-                        continue
                     self.stats.kept += 1
-                    return candidate.connection
+                    action = "keep"
                 elif self._idle and self.move:
                     candidate = self._idle.pop(self._in_slot(self._idle, key))
                     self._in_use[id(candidate.connection)] = candidate.connection
@@ -182,15 +176,14 @@ class SchemaPool:
                     finally:
                         self._waiting -= 1
                     continue
-            if kept is not None:  # CONN_HEALTH_CHECKS: one round trip, outside the lock
-                healthy = _responds(kept)
-                with self._lock:
-                    if healthy:
-                        self.stats.kept += 1
-                        return kept
-                    del self._in_use[id(kept)]
-                    self._discard(kept)
-            elif action == "reclaim":
+            if kept is not None:
+                # Checked with the lock released: poll() lets other threads run, which must
+                # not find the pool locked meanwhile. CONN_HEALTH_CHECKS: a round trip too.
+                if _terminated(kept) or (health_check and not _responds(kept)):
+                    self._drop(kept, "kept")
+                    continue
+                return kept
+            if action == "reclaim":
                 # This thread may hold idle schema connections of its own (a script looping
                 # over schemas with persistent connections): give those back first.
                 reclaimed = True
@@ -218,19 +211,26 @@ class SchemaPool:
         """The most recently parked connection on ``key``, if any."""
         return next((i for i, p in reversed(self._parked.items()) if p.key == key), None)
 
+    def _idle_on(self, key: str) -> int | None:
+        """The idle connection most recently given back on ``key``, if any."""
+        return next((i for i, idle in reversed(self._idle.items()) if idle.key == key), None)
+
     def _take(self, key: str) -> Connection[Any] | None:
-        # A copy: a dead connection found on the way is dropped from the dict.
-        for ident in list(reversed(self._idle)):  # most recently given back first
-            idle = self._idle[ident]
-            if idle.key != key:
-                continue
-            del self._idle[ident]
-            if _terminated(idle.connection):
-                self._discard(idle.connection)
-                continue
-            self._in_use[ident] = idle.connection
-            return idle.connection
-        return None
+        """An idle connection on ``key``, now in use; the caller checks that it is alive."""
+        ident = self._idle_on(key)
+        if ident is None:
+            return None
+        connection = self._idle.pop(ident).connection
+        self._in_use[ident] = connection
+        return connection
+
+    def _drop(self, connection: Connection[Any], counted: str) -> None:
+        """Discard a connection just taken and found ended by the server, and take back its
+        count in ``stats``."""
+        with self._lock:
+            setattr(self.stats, counted, getattr(self.stats, counted) - 1)
+            self._in_use.pop(id(connection), None)
+            self._discard(connection)
 
     def _move(
         self, connection: Connection[Any], move: Move, health_check: bool
@@ -322,17 +322,16 @@ class SchemaPool:
             if (
                 not self.move  # a connection per database (PgBouncer's transaction mode)
                 or self.size < self.max_size
-                or any(other.key == key for other in self._idle.values())
+                or self._idle_on(key) is not None
                 or self._parked_on(key) is not None
             ):
                 return None
             del self._parked[ident]
-            if _terminated(connection):
-                del self._in_use[ident]
-                self._discard(connection)
-                return False
             self.stats.moved += 1
-            return True
+        if _terminated(connection):  # with the lock released (see acquire)
+            self._drop(connection, "moved")
+            return False
+        return True
 
     def unpark(self, connection: Connection[Any], owner: object) -> bool:
         """Whether ``owner``, which parked ``connection``, may use it again: not when another
@@ -342,12 +341,11 @@ class SchemaPool:
             if idle is None or idle.owner is not owner:
                 return False  # taken: the taker owns it now
             del self._parked[id(connection)]
-            if _terminated(connection):
-                del self._in_use[id(connection)]
-                self._discard(connection)
-                return False
             self.stats.parked += 1
-            return True
+        if _terminated(connection):  # with the lock released (see acquire)
+            self._drop(connection, "parked")
+            return False
+        return True
 
     def release(self, connection: Connection[Any], key: str | None) -> None:
         """Take back ``connection``, last on ``key`` (``None``: unknown path)."""
