@@ -305,9 +305,13 @@ def table(configs: list[Config], plain: Config) -> list[str]:
             "conns/worker (max)", "conns (all)", "errors", "pool: kept / moved / opened / waited",
         ]
     ]  # fmt: skip
-    base = statistics.median(plain.rates)
     for config in configs:
         median = statistics.median(config.rates)
+        # Each run against plain Django's run of the same round (minutes apart at most): the
+        # machine's speed drifts more than that between the first round and the last.
+        ratio = statistics.median(
+            rate / base for rate, base in zip(config.rates, plain.rates, strict=True)
+        )
         non_2xx = config.errors.get("status", 0)
         sockets = sum(v for k, v in config.errors.items() if k != "status")
         pool = config.pool
@@ -318,7 +322,7 @@ def table(configs: list[Config], plain: Config) -> list[str]:
                 str(config.max_age),
                 f"{median:,.0f}",
                 f"{min(config.rates):,.0f}-{max(config.rates):,.0f}",
-                f"{median / base:.2f}x",
+                f"{ratio:.2f}x",
                 str(config.peak),
                 str(config.peak_total),
                 f"{non_2xx} / {sockets}",
