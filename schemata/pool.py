@@ -43,7 +43,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from psycopg import Connection
 from psycopg import errors as pg_errors
@@ -224,7 +224,9 @@ class SchemaPool:
         self._in_use[ident] = connection
         return connection
 
-    def _drop(self, connection: Connection[Any], counted: str) -> None:
+    def _drop(
+        self, connection: Connection[Any], counted: Literal["kept", "moved", "parked"]
+    ) -> None:
         """Discard a connection just taken and found ended by the server, and take back its
         count in ``stats``."""
         with self._lock:

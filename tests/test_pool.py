@@ -256,6 +256,7 @@ class TestHealing:
 
         assert second != first
         assert pool().stats.discarded == 1
+        assert pool().stats.kept == 0  # found dead: not counted as handed out
 
     def test_a_dead_connection_is_not_moved_either(self) -> None:
         first = backend_pid("alpha")
@@ -411,6 +412,7 @@ class TestParking:
         time.sleep(0.1)
 
         assert request("alpha") != pid
+        assert pool().stats.parked == 0  # found dead: not counted as claimed back
 
     def test_closing_every_connection_closes_the_parked_ones(self) -> None:
         pid = request("alpha")
@@ -532,6 +534,7 @@ class TestHandOver:
         assert other != pid
         assert rows == ["t01"]
         assert pool().size == 1
+        assert pool().stats.moved == 0  # found dead: not counted as moved
 
     def test_a_connection_another_thread_took_is_left_to_it(self) -> None:
         pid, _ = served("t00")
