@@ -67,11 +67,13 @@ class Config:
     peak_total: int = 0
     pool: dict[str, int] = field(default_factory=dict)
     root: Path = ROOT  # the checkout served (--baseline: another one)
+    pool_size: int = 0  # SCHEMATA_POOL["max_size"]; 0: the default
 
     @property
     def label(self) -> str:
         baseline = "-baseline" if self.root != ROOT else ""
-        return f"{self.kind}{baseline}-{self.n}-{self.max_age}-{self.worker_class}"
+        pool = f"-pool{self.pool_size}" if self.pool_size else ""
+        return f"{self.kind}{baseline}{pool}-{self.n}-{self.max_age}-{self.worker_class}"
 
     def start(self, log: Path) -> None:
         self.port = free_port()
@@ -82,6 +84,7 @@ class Config:
             "SHOP_TENANTS": str(self.n),
             "SHOP_CONN_MAX_AGE": str(self.max_age),
             "SHOP_LABEL": self.label,
+            "SHOP_POOL_MAX_SIZE": str(self.pool_size),
             "PYTHONPATH": str(self.root),
         }
         command = [
@@ -317,7 +320,9 @@ def table(configs: list[Config], plain: Config) -> list[str]:
         pool = config.pool
         rows.append(
             [
-                LABELS[config.kind] + (" (baseline)" if config.root != ROOT else ""),
+                LABELS[config.kind]
+                + (" (baseline)" if config.root != ROOT else "")
+                + (f", max_size {config.pool_size}" if config.pool_size else ""),
                 "-" if config.kind == "plain" else f"{config.n:,}",
                 str(config.max_age),
                 f"{median:,.0f}",
@@ -372,9 +377,10 @@ def parent(args: argparse.Namespace, url: str) -> None:
             configs = [Config("plain", args.sizes[0], 60, worker_class, databases[args.sizes[0]])]
             roots = [ROOT, *([args.baseline] if args.baseline else [])]
             configs += [
-                Config(kind, n, max_age, worker_class, databases[n], root=root)
+                Config(kind, n, max_age, worker_class, databases[n], root=root, pool_size=size)
                 for kind in args.kinds
                 for root in (roots if kind == "schemata" else [ROOT])
+                for size in (args.pool_sizes if kind == "schemata" else [0])
                 for n in args.sizes
                 for max_age in args.max_ages
             ]
@@ -426,6 +432,13 @@ def main() -> None:
         type=lambda s: [int(x) for x in s.split(",")],
         default=[0, 60],
         help="CONN_MAX_AGE values, comma-separated (default: 0,60)",
+    )
+    parser.add_argument(
+        "--pool-sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[0],
+        help="SCHEMATA_POOL['max_size'] values for django-schemata, comma-separated "
+        "(default: the setting's default)",
     )
     parser.add_argument(
         "--baseline",
