@@ -225,12 +225,15 @@ class SchemaPool:
         return connection
 
     def _drop(
-        self, connection: Connection[Any], counted: Literal["kept", "moved", "parked"]
+        self,
+        connection: Connection[Any],
+        counted: Literal["kept", "moved", "parked"] | None = None,
     ) -> None:
-        """Discard a connection just taken and found ended by the server, and take back its
-        count in ``stats``."""
+        """Discard a connection taken for a caller that cannot have it (the server ended it, or
+        its first statement failed), and take back its count in ``stats``, if counted."""
         with self._lock:
-            setattr(self.stats, counted, getattr(self.stats, counted) - 1)
+            if counted is not None:
+                setattr(self.stats, counted, getattr(self.stats, counted) - 1)
             self._in_use.pop(id(connection), None)
             self._discard(connection)
 
@@ -244,9 +247,7 @@ class SchemaPool:
             if health_check:  # moved now: the round trip proves it alive, as a ping would
                 settle(connection)
         except pg_errors.Error:
-            with self._lock:
-                self._in_use.pop(id(connection), None)
-                self._discard(connection)
+            self._drop(connection)
             return None
         except BaseException:
             self.release(connection, None)  # on an unusable path: moved before its next use
@@ -285,9 +286,7 @@ class SchemaPool:
                 row = connection.execute("SELECT current_schemas(false)").fetchone()
                 move.verify(row[0] if row else [])
         except BaseException:
-            with self._lock:
-                self._in_use.pop(id(connection), None)
-                self._discard(connection)
+            self._drop(connection)
             raise
         return connection
 
