@@ -1,4 +1,4 @@
-"""Which connection the pool moves to another schema: the one in the schema's slot, or the oldest.
+"""Which connection a pool moves to another schema: its slot's, the oldest or the newest.
 
 Usage: python benchmarks/affinity.py [--schemas 1000] [--tables 5] [--requests 20000]
 
@@ -6,14 +6,16 @@ A PostgreSQL server process keeps the catalog entries of every table it has read
 as it lives. A pool that moves its least recently used connection to whichever schema comes
 next spreads every schema over every server process: each holds the catalog entries of all
 the schemas' tables, and keeps reading new ones for a long time. With slots
-(``schemata/pool.py``), each server process serves the schemas that hash to its slot.
+(``schemata/pool.py``), each server process serves the schemas that hash to its slot. Moving
+the most recently used connection instead keeps one server process busy (warm in the CPU's
+caches) and the others idle, at the price of that one reading every schema's catalog.
 
 One ``SchemaPool`` of 10 connections serves requests for schemas chosen uniformly at random,
-one after the other (a sync worker): each request moves a connection (one statement) and runs
-a query that joins two of the schema's tables. The same sequence runs with slots and with the
-oldest idle connection moved (the pool before slots), twice each, taking turns. Printed per
+one after the other (a sync worker): each request moves a connection (the move carried in
+front of the query, as the pool's connections do it) and runs a query that joins two of the
+schema's tables. The same sequence runs with each choice, twice each, taking turns. Printed per
 quarter of the run: the time per request, and the memory of the pool's server processes
-(``pg_backend_memory_contexts``, the average of the 10).
+(``pg_backend_memory_contexts``): all 10 together, and the largest.
 
 With DATABASE_URL unset, the script re-runs itself under tests/pgserver.py, which starts a
 throwaway PostgreSQL server for the duration of the run.
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -56,43 +57,61 @@ def create_database(name: str, schemas: int, tables: int) -> None:
                 conn.execute("; ".join(statements))
 
 
+#: How each variant picks, among idle connections oldest first, the one to move.
+CHOICES = {
+    "slots": None,  # the pool's own
+    "oldest": lambda connections, key: next(iter(connections)),  # the pool before slots
+    "newest": lambda connections, key: next(reversed(connections)),
+}
+
+
 def run(
-    name: str, sequence: list[int], tables: int, slots: bool, quarters: int = 4
-) -> list[tuple[float, float]]:
-    """Serve ``sequence`` with a new pool; (us per request, MiB per server process) per
-    quarter."""
+    name: str, sequence: list[int], tables: int, choice: str, quarters: int = 4
+) -> list[tuple[float, float, float]]:
+    """Serve ``sequence`` with a new pool; per quarter: us per request, MiB of all its server
+    processes, MiB of the largest."""
+    import psycopg
+
     from benchmarks.migrations import connect
+    from schemata.paths import Move, path_cursor, path_key
     from schemata.pool import SchemaPool
 
     pool = SchemaPool("bench", max_size=POOL_SIZE, timeout=5, move=True)
-    if not slots:  # the pool before slots: the oldest idle connection moves
-        pool._in_slot = lambda connections, key: next(iter(connections))  # type: ignore[method-assign]
+    if CHOICES[choice] is not None:  # replaced in this process only
+        pool._in_slot = CHOICES[choice]  # type: ignore[method-assign]
     rng = random.Random(1)
+    cursor_class = path_cursor(psycopg.ClientCursor)
 
     def open_new() -> Any:
-        return connect(name)
+        connection = connect(name)
+        connection.cursor_factory = cursor_class  # carries a pending move, as the backend's
+        return connection
 
-    def verify(connection: Any, resolved: list[str]) -> None:
+    def verify(resolved: list[str]) -> None:
         pass  # every schema exists; the tests check paths
 
+    moves = {
+        i: Move(path_key(name, f"t{i}"), f"t{i}", f"schemata:t{i}", [f"t{i}"], verify)
+        for i in set(sequence)
+    }
     results = []
     step = len(sequence) // quarters
     for quarter in range(quarters):
         start = time.perf_counter()
         for i in sequence[quarter * step : (quarter + 1) * step]:
-            key = f"{name}:t{i}"
-            conn = pool.acquire(key, open_new, verify, f"t{i}", f"t{i}", reclaim=lambda: None)
+            move = moves[i]
+            conn = pool.acquire(move, open_new, reclaim=lambda: None)
             a, b = rng.sample(range(tables), 2)
             conn.execute(
                 f"SELECT x.id, y.price FROM item{a} x JOIN item{b} y ON y.owner = x.owner "
                 f"WHERE x.id < %s",
                 [4],
             ).fetchall()
-            pool.release(conn, key)
+            pool.release(conn, move.key)
         per_request = (time.perf_counter() - start) / step * 1e6
         idle = [entry.connection for entry in pool._idle.values()]
-        memory = [conn.execute(MEMORY_SQL).fetchone()[0] for conn in idle]
-        results.append((per_request, statistics.mean(memory) / 2**20))
+        memory = [conn.execute(MEMORY_SQL).fetchone()[0] / 2**20 for conn in idle]
+        results.append((per_request, sum(memory), max(memory)))
     assert pool.stats.moved > len(sequence) // 2, pool.stats
     pool.close()
     return results
@@ -130,23 +149,26 @@ def main() -> None:
         )
         choose = random.Random(0).randrange
         sequence = [choose(args.schemas) for _ in range(args.requests)]
-        runs: dict[str, list[list[tuple[float, float]]]] = {"slots": [], "oldest": []}
+        runs: dict[str, list[list[tuple[float, float, float]]]] = {c: [] for c in CHOICES}
         for turn in range(2):
-            for label in ("oldest", "slots") if turn else ("slots", "oldest"):
-                print(f"run {turn + 1}: {label}...", file=sys.stderr, flush=True)
-                runs[label].append(run(name, sequence, args.tables, slots=label == "slots"))
+            for choice in list(CHOICES)[:: -1 if turn else 1]:
+                print(f"run {turn + 1}: {choice}...", file=sys.stderr, flush=True)
+                runs[choice].append(run(name, sequence, args.tables, choice))
         step = args.requests // 4
-        table = [["requests", "oldest moved: us/request", "slots: us/request",
-                  "oldest moved: MiB/server process", "slots: MiB/server process"]]  # fmt: skip
-        for quarter in range(4):
-            cells = [f"{quarter * step + 1:,}-{(quarter + 1) * step:,}"]
-            for index in (0, 1):
-                for label in ("oldest", "slots"):
-                    values = [result[quarter][index] for result in runs[label]]
+        for title, index in (
+            ("us per request", 0),
+            ("MiB, the 10 server processes together", 1),
+            ("MiB, the largest server process", 2),
+        ):
+            table = [[f"requests: {title}", *CHOICES]]
+            for quarter in range(4):
+                cells = [f"{quarter * step + 1:,}-{(quarter + 1) * step:,}"]
+                for choice in CHOICES:
+                    values = [result[quarter][index] for result in runs[choice]]
                     cells.append(" / ".join(f"{value:,.1f}" for value in values))
-            table.append(cells)
-        print("\n".join(markdown_table(table)))
-        print("\n(two runs each, in the order they ran)")
+                table.append(cells)
+            print("\n".join(markdown_table(table)) + "\n")
+        print("(two runs each, in the order they ran)")
     finally:
         with connect() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
