@@ -31,6 +31,11 @@ CONCURRENTLY`` refuse a transaction block, which a string of statements is; ``CO
 ``BEGIN`` first). In a pipeline every statement is preceded by the move, which stays pending:
 nothing there is committed before the pipeline's Sync.
 
+A statement of the caller's own that may change the path (``SET search_path``, ``set_config``,
+``SET SCHEMA``, ``RESET ALL``, ``DISCARD ALL``, found by a text search of each ``execute()``) marks
+the connection: it holds until the pool takes it back, which then forgets its path, so the next
+hand-out moves it.
+
 psycopg's own helpers that make their cursor with a class of their own (``TypeInfo.fetch()``)
 do not see a pending move. Inside a transaction opened with psycopg's ``conn.transaction()``
 on a connection just handed out, every statement carries the move, so ``SET TRANSACTION``
@@ -65,6 +70,12 @@ _PREFIXABLE = frozenset(
     {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "VALUES", "TABLE", "MERGE"}
 )
 _FIRST_WORD = re.compile(r"[\s(]*([A-Za-z]+)")
+#: What may change a session's search path: the setting named (``SET``, ``set_config()``,
+#: ``RESET``), ``SET SCHEMA``, and resetting every setting.
+_PATH_CHANGE = re.compile(
+    r"search_path|(?:^|;)\s*(?:(?:reset|discard)\s+all|set\s+(?:session\s+)?schema)\b", re.I
+)
+_CHANGED = "_schemata_path_changed"
 _IDLE = TransactionStatus.IDLE
 _INTRANS = TransactionStatus.INTRANS
 
@@ -165,6 +176,10 @@ class PathCursorMixin:
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         connection = self._conn
+        if _changes_path(query):
+            # The caller's own path change holds on this connection until the pool takes it
+            # back; then the pool no longer knows its path, and moves it before its next use.
+            connection.__dict__[_CHANGED] = True
         move: Move | None = getattr(connection, "_schemata_move", None)  # pending(), inlined
         if move is None:
             return super().execute(query, params, **kwargs)  # type: ignore[misc]
@@ -239,6 +254,23 @@ def _unprefix(sent: Any, prefix: bytes) -> None:
     (``connection.queries``), failed or not. None, or another, when it failed before."""
     if sent is not None and sent.query.startswith(prefix):
         sent.query = sent.query[len(prefix) :]
+
+
+def _changes_path(query: Any) -> bool:
+    """Whether ``query`` may change the search path of the session it runs in."""
+    text = (query if isinstance(query, str) else str(query)).lower()
+    # Words one of which any match has: a test that costs a tenth of the search.
+    if "search_path" in text or "reset" in text or "discard" in text or "schema" in text:
+        return _PATH_CHANGE.search(text) is not None
+    return False
+
+
+def path_changed(connection: Connection[Any], forget: bool = False) -> bool:
+    """Whether a statement run on ``connection`` may have changed its search path (since the
+    last call with ``forget``)."""
+    state = connection.__dict__
+    changed: bool = state.pop(_CHANGED, False) if forget else state.get(_CHANGED, False)
+    return changed
 
 
 def _first_word(query: str) -> str:

@@ -587,3 +587,49 @@ class TestHandOver:
 
         assert served(name) == (newest, [name])
         assert served("t00") == (oldest, ["t00"])
+
+
+def run_on(name: str, statement: str) -> list[str]:
+    """A request on schema ``name`` that runs ``statement``, then reads the titles there."""
+    request_started.send(sender=None)
+    try:
+        with schemata.override(name), schemata.get_connection().cursor() as cursor:
+            cursor.execute(statement)
+        return titles(name)
+    finally:
+        request_finished.send(sender=None)
+
+
+@pytest.mark.usefixtures("capped")
+class TestOwnPathChange:
+    """A statement of the caller's that changes its connection's search path holds for the
+    rest of its request; the next use of the connection is back on its schema."""
+
+    @pytest.mark.parametrize(
+        "statement",
+        [
+            "SET search_path = t01",
+            "SET SESSION Search_Path TO t01, public",
+            "SELECT set_config('search_path', 't01', false)",
+            "set schema 't01'",
+            "RESET ALL",
+            "DISCARD ALL",
+        ],
+    )
+    def test_the_next_request_on_the_schema_reads_its_own_rows(self, statement: str) -> None:
+        served("t00")  # parked on t00
+
+        assert run_on("t00", statement) != ["t00"]  # the statement's own request: as it said
+
+        assert served("t00")[1] == ["t00"]
+
+    def test_a_statement_that_only_names_such_words_keeps_the_connection_parked(self) -> None:
+        served("t00")
+        stats = dict(vars(pool().stats))
+
+        assert run_on("t00", "SELECT 1 AS reset_count, 'schema' AS search_label") == ["t00"]
+        assert served("t00")[1] == ["t00"]
+
+        after = vars(pool().stats)
+        assert (after["moved"], after["opened"]) == (stats["moved"], stats["opened"])
+        assert after["parked"] == stats["parked"] + 2
