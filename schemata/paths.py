@@ -32,9 +32,11 @@ CONCURRENTLY`` refuse a transaction block, which a string of statements is; ``CO
 nothing there is committed before the pipeline's Sync.
 
 A statement of the caller's own that may change the path (``SET search_path``, ``set_config``,
-``SET SCHEMA``, ``RESET ALL``, ``DISCARD ALL``, found by a text search of each ``execute()``) marks
-the connection: it holds until the pool takes it back, which then forgets its path, so the next
-hand-out moves it.
+``SET SCHEMA``, ``RESET ALL``, ``DISCARD ALL``) or make a temporary table (found first on any
+path, so it would stand in for the next schema's table of its name), found by a text search of
+each ``execute()``, marks the connection. The change holds until the pool takes it back; then
+the pool forgets its path, so that the next hand-out moves it, or closes it if it made a
+temporary table. Temporary tables made inside a function are not seen.
 
 psycopg's own helpers that make their cursor with a class of their own (``TypeInfo.fetch()``)
 do not see a pending move. Inside a transaction opened with psycopg's ``conn.transaction()``
@@ -73,9 +75,17 @@ _FIRST_WORD = re.compile(r"[\s(]*([A-Za-z]+)")
 #: What may change a session's search path: the setting named (``SET``, ``set_config()``,
 #: ``RESET``), ``SET SCHEMA``, and resetting every setting.
 _PATH_CHANGE = re.compile(
-    r"search_path|(?:^|;)\s*(?:(?:reset|discard)\s+all|set\s+(?:session\s+)?schema)\b", re.I
+    r"search_path|(?:^|;)\s*(?:(?:reset|discard)\s+all|set\s+(?:session\s+)?schema)\b"
 )
-_CHANGED = "_schemata_path_changed"
+#: What makes a temporary table (or view, or sequence): found before any schema's table of its
+#: name, it would stand in for that table on whichever schema the connection serves next.
+_TEMP_OBJECT = re.compile(
+    r"\bcreate\s+(?:(?:global|local)\s+)?temp(?:orary)?\b|\binto\s+temp(?:orary)?\b|\bpg_temp"
+)
+_CHANGED = "_schemata_session_changed"
+#: What a statement of the caller's may have done to its session (see ``session_changed``).
+PATH_CHANGED = 1
+TEMP_CREATED = 2
 _IDLE = TransactionStatus.IDLE
 _INTRANS = TransactionStatus.INTRANS
 
@@ -176,10 +186,11 @@ class PathCursorMixin:
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         connection = self._conn
-        if _changes_path(query):
-            # The caller's own path change holds on this connection until the pool takes it
-            # back; then the pool no longer knows its path, and moves it before its next use.
-            connection.__dict__[_CHANGED] = True
+        change = _session_change(query)
+        if change:
+            # Holds on this connection until the pool takes it back (SchemaPool.release).
+            state = connection.__dict__
+            state[_CHANGED] = max(change, state.get(_CHANGED, 0))
         move: Move | None = getattr(connection, "_schemata_move", None)  # pending(), inlined
         if move is None:
             return super().execute(query, params, **kwargs)  # type: ignore[misc]
@@ -256,20 +267,23 @@ def _unprefix(sent: Any, prefix: bytes) -> None:
         sent.query = sent.query[len(prefix) :]
 
 
-def _changes_path(query: Any) -> bool:
-    """Whether ``query`` may change the search path of the session it runs in."""
+def _session_change(query: Any) -> int:
+    """What ``query`` may do to its session that outlives it: ``TEMP_CREATED``,
+    ``PATH_CHANGED`` or 0."""
     text = (query if isinstance(query, str) else str(query)).lower()
-    # Words one of which any match has: a test that costs a tenth of the search.
+    # Words that any match has: a test that costs a tenth of the search.
+    if "temp" in text and _TEMP_OBJECT.search(text):
+        return TEMP_CREATED
     if "search_path" in text or "reset" in text or "discard" in text or "schema" in text:
-        return _PATH_CHANGE.search(text) is not None
-    return False
+        return PATH_CHANGED if _PATH_CHANGE.search(text) else 0
+    return 0
 
 
-def path_changed(connection: Connection[Any], forget: bool = False) -> bool:
-    """Whether a statement run on ``connection`` may have changed its search path (since the
-    last call with ``forget``)."""
+def session_changed(connection: Connection[Any], forget: bool = False) -> int:
+    """What statements run on ``connection`` may have done to its session (since the last call
+    with ``forget``): ``TEMP_CREATED``, ``PATH_CHANGED`` or 0."""
     state = connection.__dict__
-    changed: bool = state.pop(_CHANGED, False) if forget else state.get(_CHANGED, False)
+    changed: int = state.pop(_CHANGED, 0) if forget else state.get(_CHANGED, 0)
     return changed
 
 

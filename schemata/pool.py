@@ -50,7 +50,7 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
 from schemata.exceptions import ConnectionPoolExhausted
-from schemata.paths import Move, path_changed, settle
+from schemata.paths import TEMP_CREATED, Move, session_changed, settle
 
 
 @dataclass
@@ -293,8 +293,8 @@ class SchemaPool:
     def park(self, connection: Connection[Any], key: str, owner: object) -> bool:
         """Leave ``connection`` with ``owner`` (its wrapper's token for this parking) until
         its next use; say whether it may (not while another thread waits for one)."""
-        if path_changed(connection):
-            return False  # given back instead, on an unknown path (see release)
+        if session_changed(connection):
+            return False  # given back instead (see release)
         with self._lock:
             ident = id(connection)
             if self._waiting or self.closed or ident not in self._in_use:
@@ -352,9 +352,11 @@ class SchemaPool:
 
     def release(self, connection: Connection[Any], key: str | None) -> None:
         """Take back ``connection``, last on ``key`` (``None``: unknown path)."""
-        if path_changed(connection, forget=True):
-            key = None  # its user's own SET: moved and verified before its next hand-out
-        usable = not connection.closed and not connection.broken
+        changed = session_changed(connection, forget=True)
+        if changed:
+            key = None  # the caller's own SET: moved and verified before its next hand-out
+        # The caller's temporary table would stand in for the next schema's: closed.
+        usable = changed != TEMP_CREATED and not connection.closed and not connection.broken
         if usable and connection.pgconn.transaction_status != TransactionStatus.IDLE:
             try:
                 connection.rollback()

@@ -601,9 +601,9 @@ def run_on(name: str, statement: str) -> list[str]:
 
 
 @pytest.mark.usefixtures("capped")
-class TestOwnPathChange:
-    """A statement of the caller's that changes its connection's search path holds for the
-    rest of its request; the next use of the connection is back on its schema."""
+class TestOwnSessionState:
+    """A statement of the caller's that changes its connection's search path, or makes a
+    temporary table, holds for the rest of its request; no other request sees it."""
 
     @pytest.mark.parametrize(
         "statement",
@@ -623,11 +623,29 @@ class TestOwnPathChange:
 
         assert served("t00")[1] == ["t00"]
 
+    @pytest.mark.parametrize(
+        "statement",
+        [
+            "CREATE TEMP TABLE testapp_note AS SELECT 1 AS id, 'left over' AS title",
+            "SELECT 1 AS id, 'left over'::text AS title INTO TEMPORARY testapp_note",
+            "CREATE TABLE pg_temp.testapp_note AS SELECT 1 AS id, 'left over' AS title",
+        ],
+    )
+    def test_a_temporary_table_does_not_reach_the_next_schema(self, statement: str) -> None:
+        served("t00")
+
+        assert run_on("t00", statement) == ["left over"]  # found before t00's own table
+
+        # A pool of one: the connection would have moved to t01, its temporary table with it.
+        assert served("t01")[1] == ["t01"]
+        assert served("t00")[1] == ["t00"]
+
     def test_a_statement_that_only_names_such_words_keeps_the_connection_parked(self) -> None:
         served("t00")
         stats = dict(vars(pool().stats))
+        statement = "SELECT 1 AS reset_count, 'schema' AS search_label, 'attempt' AS template"
 
-        assert run_on("t00", "SELECT 1 AS reset_count, 'schema' AS search_label") == ["t00"]
+        assert run_on("t00", statement) == ["t00"]
         assert served("t00")[1] == ["t00"]
 
         after = vars(pool().stats)
