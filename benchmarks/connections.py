@@ -404,6 +404,10 @@ def version_of(package: str) -> str:
     return version(package)
 
 
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -453,6 +457,10 @@ def main() -> None:
         setup_database(args.setup[1], int(args.setup[0]))
         return
     ensure_venv()
+    # A signal ends the run through the finally blocks that stop gunicorn and the server:
+    # Python leaves SIGTERM unhandled, and SIGINT too when started as a background job.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _interrupted)
     url = os.environ.get("DATABASE_URL")
     with ExitStack() as stack:
         if not url:
@@ -466,4 +474,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as stop:
+        sys.exit(f"stopped by {stop or 'SIGINT'}; gunicorn and the server with it")
