@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from django.db import connections
-from django.db.utils import ProgrammingError
+from django.db.utils import OperationalError, ProgrammingError
 from django.test import Client, override_settings
+from psycopg.errors import DeadlockDetected
 
 import schemata
 from schemata import SchemaUnavailable
@@ -33,9 +34,18 @@ def public_notes() -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def drop_fresh1() -> None:
-    with connections["default"].cursor() as cursor:
-        cursor.execute("DROP SCHEMA fresh1 CASCADE")
+def drop_fresh1(attempts: int = 5) -> None:
+    # Under load the drop, which locks the schema's tables one after the other, can deadlock
+    # with a request's insert, which locks a table and then the one its foreign key refers
+    # to; PostgreSQL then cancels one of the two statements. When it is the drop: again.
+    for attempt in range(attempts):
+        try:
+            with connections["default"].cursor() as cursor:
+                cursor.execute("DROP SCHEMA fresh1 CASCADE")
+            return
+        except OperationalError as error:
+            if not isinstance(error.__cause__, DeadlockDetected) or attempt == attempts - 1:
+                raise
 
 
 @pytest.fixture
